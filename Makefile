@@ -1,0 +1,40 @@
+# Two entry points: `make demo` and `make test`. Each builds the local virtualenv it needs
+# (.venv), idempotently: the install step reruns only when pyproject.toml or the constraints change.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test demo protos lint typecheck bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints/test.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints/test.txt -e '.[all,test]'
+	# The official TF Serving stubs declare a dependency on the full `tensorflow` package;
+	# they only need tensorflow-cpu's protos, which the [tensorflow] extra installs.
+	$(PY) -m pip install -q --no-deps tensorflow-serving-api==2.21.0
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(VENV)/bin/caliper demo
+
+protos: $(STAMP)
+	$(PY) -m modelcaliper.wire.protos.build
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info
