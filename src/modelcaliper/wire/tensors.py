@@ -110,11 +110,11 @@ def dtype_of(array: np.ndarray) -> DType:
 
 
 def _to_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes):
+    if type(value) is bytes:
         return value
     if isinstance(value, str):
         return value.encode("utf-8")
-    if isinstance(value, (bytearray, memoryview, np.bytes_)):
+    if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, np.str_):
         return str(value).encode("utf-8")
