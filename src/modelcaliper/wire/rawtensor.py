@@ -1,0 +1,99 @@
+"""Raw tensor buffers: row-major little-endian elements, or length-prefixed byte strings.
+
+This is the layout shared by the v2 protocol's binary data extension (REST) and its
+``raw_input_contents`` / ``raw_output_contents`` (gRPC), and, for numbers, by TensorFlow's
+``tensor_content``. BOOL is one byte per element; BYTES elements are each preceded by their
+length as a 4-byte little-endian unsigned integer.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+
+from modelcaliper.errors import PayloadTooLargeError, WireError
+from modelcaliper.wire.tensors import DType
+
+__all__ = ["element_count", "from_raw", "to_raw"]
+
+_LEN = struct.Struct("<I")
+
+
+def element_count(shape: Sequence[int], *, tensor: str | None = None) -> int:
+    """Number of elements of ``shape``; rejects negative dimensions."""
+    count = 1
+    for dim in shape:
+        if dim < 0:
+            raise WireError(f"shape {list(shape)} has a negative dimension", tensor=tensor)
+        count *= int(dim)
+    return count
+
+
+def to_raw(array: np.ndarray, dtype: DType) -> bytes:
+    """Serialize ``array`` (already normalised, see ``as_tensor``) into a raw buffer."""
+    if dtype is DType.BYTES:
+        parts: list[bytes] = []
+        append = parts.append
+        pack = _LEN.pack
+        for item in array.reshape(-1):
+            append(pack(len(item)))
+            append(item)
+        return b"".join(parts)
+    target = dtype.numpy
+    if array.dtype != target or not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array, dtype=target)
+    return array.tobytes()
+
+
+def from_raw(
+    buffer: bytes | memoryview,
+    dtype: DType,
+    shape: Sequence[int],
+    *,
+    tensor: str | None = None,
+) -> np.ndarray:
+    """Parse a raw buffer into an array of ``shape``; the buffer must match it exactly.
+
+    Numeric arrays are zero-copy views over ``buffer`` (read-only when it is ``bytes``).
+    """
+    count = element_count(shape, tensor=tensor)
+    if dtype is not DType.BYTES:
+        expected = count * dtype.itemsize
+        if len(buffer) != expected:
+            raise WireError(
+                f"raw data has {len(buffer)} bytes but shape {list(shape)} of {dtype.v2} "
+                f"needs {expected}",
+                tensor=tensor,
+            )
+        return np.frombuffer(buffer, dtype=dtype.numpy).reshape(tuple(shape))
+    # Each element needs at least its 4-byte length, so a declared count beyond len/4 is a
+    # lie; checking first keeps a tiny body from making us allocate a huge object array.
+    if count > len(buffer) // 4:
+        raise PayloadTooLargeError(
+            f"shape {list(shape)} declares {count} strings but the raw data holds {len(buffer)} bytes",
+            tensor=tensor,
+        )
+    out = np.empty(count, dtype=object)
+    view = memoryview(buffer)
+    offset = 0
+    end = len(view)
+    unpack = _LEN.unpack_from
+    for i in range(count):
+        if offset + 4 > end:
+            raise WireError(f"raw BYTES data ends inside the length of element {i}", tensor=tensor)
+        (length,) = unpack(view, offset)
+        offset += 4
+        if offset + length > end:
+            raise WireError(
+                f"raw BYTES element {i} declares {length} bytes but only {end - offset} remain",
+                tensor=tensor,
+            )
+        out[i] = bytes(view[offset : offset + length])
+        offset += length
+    if offset != end:
+        raise WireError(
+            f"raw BYTES data has {end - offset} bytes left over after {count} elements", tensor=tensor
+        )
+    return out.reshape(tuple(shape))
