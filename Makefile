@@ -22,7 +22,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(VENV)/bin/caliper demo
+	mkdir -p runs/demo
+	$(VENV)/bin/caliper payload --signature examples/signatures/ranking.json --synthetic \
+		--batch-size 5,25 --group-by query_id --json runs/demo/payload.json
+	@echo "results: runs/demo/payload.json"
 
 protos: $(STAMP)
 	$(PY) -m modelcaliper.wire.protos.build
