@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 
-from modelcaliper.payload.whatif import context_inputs, name_bytes
+from modelcaliper.errors import WireError
+from modelcaliper.payload.whatif import context_inputs, name_bytes, short_names_whatif
 from modelcaliper.signature import Signature
-from modelcaliper.wire import Encoded
+from modelcaliper.wire import Encoded, InferRequest
 
 SIG = Signature.from_dict(
     {
@@ -100,3 +102,43 @@ def test_no_group_column_no_context():
 )
 def test_name_bytes(encoded, names, expected):
     assert name_bytes(encoded, names) == expected
+
+
+class PickyCodec:
+    """A stand-in codec that refuses requests whose input names start with ``refuse``."""
+
+    name = "picky"
+    transport = "http"
+
+    def __init__(self, refuse: str) -> None:
+        self.refuse = refuse
+
+    def encode_request(self, request: InferRequest) -> Encoded:
+        if any(name.startswith(self.refuse) for name in request.inputs):
+            raise WireError("refused", tensor=next(iter(request.inputs)))
+        return Encoded(orjson.dumps({n: t.tolist() for n, t in request.inputs.items()}))
+
+
+REQUESTS = {2: [InferRequest({"price": np.array([1.0, 2.0])})]}
+
+
+@pytest.mark.parametrize(
+    ("refuse", "error"),
+    [
+        # the renamed request is refused: the reason says so
+        ("f", "cannot rename the inputs: tensor 'f0': refused"),
+        # the request itself is refused: nothing can be compared
+        ("price", "cannot encode these requests: tensor 'price': refused"),
+    ],
+)
+def test_refusals_become_entries_not_crashes(refuse, error):
+    (entry,) = short_names_whatif(REQUESTS, {"picky": PickyCodec(refuse)})["results"]
+    assert entry == {"batch_size": 2, "encoding": "picky", "error": error}
+
+
+def test_short_names_counts_what_it_renames():
+    (entry,) = short_names_whatif(REQUESTS, {"picky": PickyCodec("nothing")})["results"]
+    # {"price":[1.0,2.0]} -> {"f0":[1.0,2.0]}
+    assert entry["name_bytes"] == 5
+    assert entry["saving_bytes"] == 3
+    assert entry["request_bytes"] == len(b'{"price":[1.0,2.0]}')

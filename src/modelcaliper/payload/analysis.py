@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from modelcaliper.errors import UsageError, WireError
+from modelcaliper.payload.whatif import shared_context_whatif, short_names_whatif
 from modelcaliper.signature import Signature, TensorSpec
 from modelcaliper.wire import ENCODINGS, Codec, DType, InferRequest, InferResponse, get_codec
 from modelcaliper.wire.compression import COMPRESSIONS, Compression, compress, decompress
@@ -227,8 +228,6 @@ def analyse_payload(
     signature: Signature, columns: Mapping[str, np.ndarray], settings: PayloadSettings
 ) -> PayloadReport:
     """Measure every batch size × encoding × compression of ``settings`` on rows ``columns``."""
-    from modelcaliper.payload.whatif import shared_context_whatif, short_names_whatif
-
     if not settings.batch_sizes:
         raise UsageError("give at least one batch size")
     codecs = {name: get_codec(name) for name in settings.encodings}

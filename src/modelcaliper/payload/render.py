@@ -5,7 +5,7 @@ Rendering is a pure function of the report, so the same report always prints the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,24 @@ def render_report(report: PayloadReport) -> str:
     return "\n".join(out) + "\n"
 
 
+def _what_if_table(
+    results: Sequence[dict[str, Any]],
+    headers: Sequence[str],
+    cells: Callable[[dict[str, Any]], list[str]],
+) -> list[str]:
+    """A what-if table, ``-`` for entries the codec refused, then one line per refusal."""
+    rows = [
+        [
+            str(r["batch_size"]),
+            r["encoding"],
+            *(["-"] * (len(headers) - 2) if "error" in r else cells(r)),
+        ]
+        for r in results
+    ]
+    errors = {r["encoding"]: r["error"] for r in results if "error" in r}
+    return [render_table(headers, rows), *(f"{enc}: {error}" for enc, error in errors.items())]
+
+
 def _render_shared_context(what_if: dict[str, Any]) -> list[str]:
     columns = what_if.get("columns", [])
     title = "What if per-query context inputs were sent once per request"
@@ -116,30 +134,12 @@ def _render_shared_context(what_if: dict[str, Any]) -> list[str]:
         title += f" (grouped by {what_if['group_by']})"
     lines = [title + ":"]
     if columns:
-        shown = ", ".join(columns[:12]) + (
-            f" and {len(columns) - 12} more" if len(columns) > 12 else ""
-        )
-        lines.append(f"context inputs ({len(columns)}): {shown}")
+        more = f" and {len(columns) - 12} more" if len(columns) > 12 else ""
+        lines.append(f"context inputs ({len(columns)}): {', '.join(columns[:12])}{more}")
     if what_if.get("note"):
         lines.append(what_if["note"])
     if not columns:
         return lines
-    rows = []
-    for r in what_if.get("results", []):
-        if "error" in r:
-            rows.append([str(r["batch_size"]), r["encoding"], "-", "-", "-", "-", "-"])
-            continue
-        rows.append(
-            [
-                str(r["batch_size"]),
-                r["encoding"],
-                _int(r["request_bytes"]),
-                _int(r["shared_request_bytes"]),
-                _int(r["saving_bytes"]),
-                f"{r['saving_pct']:.1f}",
-                f"{r['gzip_saving_pct']:.1f}",
-            ]
-        )
     headers = [
         "batch",
         "encoding",
@@ -149,31 +149,24 @@ def _render_shared_context(what_if: dict[str, Any]) -> list[str]:
         "saving %",
         "gzip saving %",
     ]
-    lines.append(render_table(headers, rows))
-    errors = {r["encoding"]: r["error"] for r in what_if.get("results", []) if "error" in r}
-    lines.extend(f"{encoding}: {error}" for encoding, error in errors.items())
-    return lines
+    return lines + _what_if_table(
+        what_if.get("results", []),
+        headers,
+        lambda r: [
+            _int(r["request_bytes"]),
+            _int(r["shared_request_bytes"]),
+            _int(r["saving_bytes"]),
+            f"{r['saving_pct']:.1f}",
+            f"{r['gzip_saving_pct']:.1f}",
+        ],
+    )
 
 
 def _render_short_names(what_if: dict[str, Any]) -> list[str]:
     lines = ["What if JSON bodies used short input names (f0, f1, ...):"]
     results = what_if.get("results", [])
     if not results:
-        lines.append("no JSON encoding was measured")
-        return lines
-    rows = [
-        [
-            str(r["batch_size"]),
-            r["encoding"],
-            _int(r["request_bytes"]),
-            _int(r["name_bytes"]),
-            f"{r['name_pct']:.1f}",
-            _int(r["short_names_request_bytes"]),
-            f"{r['saving_pct']:.1f}",
-            f"{r['gzip_saving_pct']:.1f}",
-        ]
-        for r in results
-    ]
+        return [*lines, "no JSON encoding was measured"]
     headers = [
         "batch",
         "encoding",
@@ -184,8 +177,18 @@ def _render_short_names(what_if: dict[str, Any]) -> list[str]:
         "saving %",
         "gzip saving %",
     ]
-    lines.append(render_table(headers, rows))
-    return lines
+    return lines + _what_if_table(
+        results,
+        headers,
+        lambda r: [
+            _int(r["request_bytes"]),
+            _int(r["name_bytes"]),
+            f"{r['name_pct']:.1f}",
+            _int(r["short_names_request_bytes"]),
+            f"{r['saving_pct']:.1f}",
+            f"{r['gzip_saving_pct']:.1f}",
+        ],
+    )
 
 
 def write_json(report: PayloadReport, path: str | Path) -> None:

@@ -13,6 +13,7 @@ Sizes are means per request, uncompressed and with gzip.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -53,28 +54,45 @@ def context_inputs(
     return found
 
 
-def _mean_sizes(
+@dataclass(frozen=True)
+class _Sizes:
+    """Requests encoded one way: the messages and their mean size, plain and gzipped."""
+
+    encoded: list[Encoded]
+    plain_bytes: float
+    gzip_bytes: float
+
+
+def _sizes(
+    requests: Sequence[InferRequest],
+    codec: Codec,
+    transform: Callable[[InferRequest], InferRequest] | None = None,
+) -> _Sizes:
+    """Encode ``requests`` (after ``transform``) and measure the mean body size."""
+    encoded = [codec.encode_request(transform(r) if transform else r) for r in requests]
+    count = len(encoded)
+    return _Sizes(
+        encoded=encoded,
+        plain_bytes=sum(len(e.body) for e in encoded) / count,
+        gzip_bytes=sum(len(compress(e.body, "gzip")) for e in encoded) / count,
+    )
+
+
+def _compare(
     requests: Sequence[InferRequest],
     codec: Codec,
     transform: Callable[[InferRequest], InferRequest],
-) -> tuple[list[Encoded], list[Encoded], float, float, float, float]:
-    """Encode each request as it is and transformed; mean bytes uncompressed and gzipped."""
-    before = [codec.encode_request(r) for r in requests]
-    after = [codec.encode_request(transform(r)) for r in requests]
-    count = len(requests)
-
-    def mean(bodies: list[bytes]) -> float:
-        return sum(len(b) for b in bodies) / count
-
-    plain_before, plain_after = [e.body for e in before], [e.body for e in after]
-    return (
-        before,
-        after,
-        mean(plain_before),
-        mean(plain_after),
-        mean([compress(b, "gzip") for b in plain_before]),
-        mean([compress(b, "gzip") for b in plain_after]),
-    )
+    refusal: str,
+) -> tuple[_Sizes, _Sizes] | str:
+    """Sizes today and after ``transform``, or why the codec refused (prefixed by ``refusal``)."""
+    try:
+        today = _sizes(requests, codec)
+    except WireError as exc:
+        return f"cannot encode these requests: {exc}"
+    try:
+        return today, _sizes(requests, codec, transform)
+    except WireError as exc:
+        return f"{refusal}: {exc}"
 
 
 def _saving(before: float, after: float) -> dict[str, float]:
@@ -104,21 +122,20 @@ def shared_context_whatif(
     for batch_size, requests in requests_by_batch.items():
         for encoding, codec in codecs.items():
             entry: dict[str, Any] = {"batch_size": batch_size, "encoding": encoding}
-            try:
-                _, _, plain, shared, gz, gz_shared = _mean_sizes(requests, codec, cut)
-            except WireError as exc:
-                entry["error"] = f"cannot send inputs with fewer rows than the batch: {exc}"
-                results.append(entry)
-                continue
-            entry.update(
-                request_bytes=round(plain),
-                shared_request_bytes=round(shared),
-                **_saving(plain, shared),
-                gzip_request_bytes=round(gz),
-                gzip_shared_request_bytes=round(gz_shared),
-                gzip_saving_pct=_saving(gz, gz_shared)["saving_pct"],
-            )
             results.append(entry)
+            compared = _compare(requests, codec, cut, "cannot send inputs with fewer rows")
+            if isinstance(compared, str):
+                entry["error"] = compared
+                continue
+            today, shared = compared
+            entry.update(
+                request_bytes=round(today.plain_bytes),
+                shared_request_bytes=round(shared.plain_bytes),
+                **_saving(today.plain_bytes, shared.plain_bytes),
+                gzip_request_bytes=round(today.gzip_bytes),
+                gzip_shared_request_bytes=round(shared.gzip_bytes),
+                gzip_saving_pct=_saving(today.gzip_bytes, shared.gzip_bytes)["saving_pct"],
+            )
     note = None
     if group_by is None:
         note = "no query groups: pass --group-by COLUMN to find per-query inputs"
@@ -161,20 +178,23 @@ def short_names_whatif(
         for encoding, codec in codecs.items():
             if codec.transport != "http":
                 continue
-            before, _, plain, renamed, gz, gz_renamed = _mean_sizes(requests, codec, rename)
-            spent = sum(name_bytes(e, names) for e in before) / len(before)
-            results.append(
-                {
-                    "batch_size": batch_size,
-                    "encoding": encoding,
-                    "request_bytes": round(plain),
-                    "name_bytes": round(spent),
-                    "name_pct": round(100.0 * spent / plain, 2) if plain else 0.0,
-                    "short_names_request_bytes": round(renamed),
-                    **_saving(plain, renamed),
-                    "gzip_request_bytes": round(gz),
-                    "gzip_short_names_request_bytes": round(gz_renamed),
-                    "gzip_saving_pct": _saving(gz, gz_renamed)["saving_pct"],
-                }
+            entry: dict[str, Any] = {"batch_size": batch_size, "encoding": encoding}
+            results.append(entry)
+            compared = _compare(requests, codec, rename, "cannot rename the inputs")
+            if isinstance(compared, str):
+                entry["error"] = compared
+                continue
+            today, short = compared
+            plain = today.plain_bytes
+            spent = sum(name_bytes(e, names) for e in today.encoded) / len(today.encoded)
+            entry.update(
+                request_bytes=round(plain),
+                name_bytes=round(spent),
+                name_pct=round(100.0 * spent / plain, 2) if plain else 0.0,
+                short_names_request_bytes=round(short.plain_bytes),
+                **_saving(plain, short.plain_bytes),
+                gzip_request_bytes=round(today.gzip_bytes),
+                gzip_short_names_request_bytes=round(short.gzip_bytes),
+                gzip_saving_pct=_saving(today.gzip_bytes, short.gzip_bytes)["saving_pct"],
             )
     return {"scheme": "f0, f1, ... in signature order", "results": results}
