@@ -53,16 +53,19 @@ class DType(enum.Enum):
         self.v2 = v2
         self.tf_enum = tf_enum
         self.tf_name = tf_name
+        # Built once: decoders ask for these per tensor, and np.dtype() is not free.
+        self._numpy = np.dtype(object) if np_name is None else np.dtype(np_name).newbyteorder("<")
+        self._itemsize = 0 if np_name is None else self._numpy.itemsize
 
     @property
     def numpy(self) -> np.dtype[Any]:
         """The numpy dtype of arrays of this type (``object`` for BYTES), little-endian."""
-        return np.dtype(object) if self.np_name is None else np.dtype(self.np_name).newbyteorder("<")
+        return self._numpy
 
     @property
     def itemsize(self) -> int:
         """Bytes per element in a raw little-endian buffer (0 for variable-length BYTES)."""
-        return 0 if self.np_name is None else np.dtype(self.np_name).itemsize
+        return self._itemsize
 
     @property
     def is_float(self) -> bool:
