@@ -17,19 +17,11 @@ from modelcaliper.wire.protos import tfserving_pb2 as tfpb
 from modelcaliper.wire.protowire import len_field, varint
 from modelcaliper.wire.tensors import DType, InferRequest, InferResponse
 from modelcaliper.wire.tfserving_grpc import TFServingGrpcCodec, tensor_from_proto
+from tests.wire.grpc_samples import assert_same_tensor
 
 CODECS = [TFServingGrpcCodec(), V2GrpcCodec()]
 SHAPES = array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
 NUMERIC = [d for d in DType if d is not DType.BYTES]
-
-
-def assert_same_tensor(got: np.ndarray, want: np.ndarray) -> None:
-    """Same dtype, shape and bits (element lists for strings)."""
-    assert got.shape == want.shape
-    if want.dtype == object:
-        assert got.dtype == object and got.tolist() == want.tolist()
-    else:
-        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
 
 
 def _dtype(array: np.ndarray) -> DType:

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from modelcaliper.errors import PayloadTooLargeError, UsageError, WireError
-from modelcaliper.signature import Signature, TensorSpec
 from modelcaliper.wire import get_codec
 from modelcaliper.wire.openinference_grpc import V2GrpcCodec
 from modelcaliper.wire.openinference_grpc_meta import (
@@ -27,42 +26,12 @@ from modelcaliper.wire.openinference_grpc_meta import (
 from modelcaliper.wire.protos import openinference_pb2 as pb
 from modelcaliper.wire.rawtensor import to_raw
 from modelcaliper.wire.tensors import DType, InferRequest, InferResponse
+from tests.wire.grpc_samples import SAMPLE_IDS, SAMPLES, SIGNATURE, assert_same_tensor
 
 CODEC = V2GrpcCodec()
 
 
-def assert_same_tensor(got: np.ndarray, want: np.ndarray) -> None:
-    """Same dtype, shape and bits (element lists for strings)."""
-    want = np.asarray(want)
-    assert got.shape == want.shape
-    if want.dtype == object:
-        assert got.dtype == object and got.tolist() == want.tolist()
-    else:
-        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
-
-
-SAMPLES = [
-    np.array([True, False, True]),  # bool
-    np.array([-128, 0, 127], np.int8),  # int8 limits
-    np.array([[-32768, 1], [2, 32767]], np.int16),  # int16, 2-D
-    np.array([-(2**31), 2**31 - 1], np.int32),  # int32 limits
-    np.array([-(2**63), 2**63 - 1], np.int64),  # int64 limits
-    np.array([0, 255], np.uint8),  # uint8 limits
-    np.array([0, 65535], np.uint16),  # uint16 limits
-    np.array([0, 2**32 - 1], np.uint32),  # uint32 limits
-    np.array([0, 2**64 - 1], np.uint64),  # uint64 limits
-    np.array([1.5, -np.inf, np.nan, 65504], np.float16),  # half with specials
-    np.array([[1.25, np.nan], [np.inf, -0.0]], np.float32),  # float with specials and -0
-    np.array([np.pi, -np.inf, 5e-324], np.float64),  # double incl. subnormal
-    np.array([b"plain", "ünï".encode(), b"\xff\xfe\x00", b""], object),  # non-UTF-8 and empty
-    np.zeros((0, 4), np.float32),  # zero-size numbers
-    np.empty((2, 0), object),  # zero-size strings
-    np.array(7, np.int64),  # scalar number
-    np.array(b"only", object),  # scalar string
-]
-
-
-@pytest.mark.parametrize("array", SAMPLES, ids=lambda a: f"{a.dtype}{list(a.shape)}")
+@pytest.mark.parametrize("array", SAMPLES, ids=SAMPLE_IDS)
 def test_every_dtype_round_trips_through_request_and_response(array):
     request = InferRequest({"x": array}, model_name="m", request_id="r-1")
     back = CODEC.decode_request(CODEC.encode_request(request).body)
@@ -305,17 +274,11 @@ def test_broken_response_is_a_wire_error():
 
 # ---------------------------------------------------------------- metadata and health
 
-SIGNATURE = Signature(
-    inputs=(TensorSpec("price", DType.FP32, (-1,)), TensorSpec("country", DType.BYTES, (-1, 1))),
-    outputs=(TensorSpec("score", DType.FP32, (-1, 1)),),
-)
-
-
 def test_model_metadata_round_trips_in_message_order():
     body = encode_model_metadata_response("m", SIGNATURE, versions=["1", "2"], platform="onnx")
     meta = decode_model_metadata_response(body)
     assert meta == ModelMetadata("m", SIGNATURE, ("1", "2"), "onnx")
-    assert [s.name for s in meta.signature.inputs] == ["price", "country"]
+    assert [s.name for s in meta.signature.inputs] == ["price", "country", "mask"]
 
 
 def test_model_metadata_with_bad_entries_names_the_tensor():

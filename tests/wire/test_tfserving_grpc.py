@@ -26,42 +26,12 @@ from modelcaliper.wire.tfserving_grpc_meta import (
     encode_status_request,
     encode_status_response,
 )
+from tests.wire.grpc_samples import SAMPLE_IDS, SAMPLES, SIGNATURE, assert_same_tensor
 
 CODEC = TFServingGrpcCodec()
 
 
-def assert_same_tensor(got: np.ndarray, want: np.ndarray) -> None:
-    """Same dtype, shape and bits (element lists for strings)."""
-    want = np.asarray(want)
-    assert got.shape == want.shape
-    if want.dtype == object:
-        assert got.dtype == object and got.tolist() == want.tolist()
-    else:
-        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
-
-
-SAMPLES = [
-    np.array([True, False, True]),  # bool
-    np.array([-128, 0, 127], np.int8),  # int8 limits
-    np.array([[-32768, 1], [2, 32767]], np.int16),  # int16, 2-D
-    np.array([-(2**31), 2**31 - 1], np.int32),  # int32 limits
-    np.array([-(2**63), 2**63 - 1], np.int64),  # int64 limits
-    np.array([0, 255], np.uint8),  # uint8 limits
-    np.array([0, 65535], np.uint16),  # uint16 limits
-    np.array([0, 2**32 - 1], np.uint32),  # uint32 limits
-    np.array([0, 2**64 - 1], np.uint64),  # uint64 limits
-    np.array([1.5, -np.inf, np.nan, 65504], np.float16),  # half with specials
-    np.array([[1.25, np.nan], [np.inf, -0.0]], np.float32),  # float with specials and -0
-    np.array([np.pi, -np.inf, 5e-324], np.float64),  # double incl. subnormal
-    np.array([b"plain", "ünï".encode(), b"\xff\xfe\x00", b""], object),  # non-UTF-8 and empty
-    np.zeros((0, 4), np.float32),  # zero-size numbers
-    np.empty((2, 0), object),  # zero-size strings
-    np.array(7, np.int64),  # scalar number
-    np.array(b"only", object),  # scalar string
-]
-
-
-@pytest.mark.parametrize("array", SAMPLES, ids=lambda a: f"{a.dtype}{list(a.shape)}")
+@pytest.mark.parametrize("array", SAMPLES, ids=SAMPLE_IDS)
 def test_every_dtype_round_trips_through_request_and_response(array):
     request = InferRequest({"x": array}, model_name="m")
     back = CODEC.decode_request(CODEC.encode_request(request).body)
@@ -310,12 +280,6 @@ def test_broken_response_is_a_wire_error():
 
 # ---------------------------------------------------------------- metadata and status
 
-SIGNATURE = Signature(
-    inputs=(TensorSpec("price", DType.FP32, (-1,)), TensorSpec("country", DType.BYTES, (-1, 1))),
-    outputs=(TensorSpec("score", DType.FP32, (-1, 1)),),
-)
-
-
 def test_metadata_request_round_trips():
     body = encode_metadata_request(ModelRef("m", version="2"))
     assert decode_metadata_request(body) == (ModelRef("m", version="2"), ["signature_def"])
@@ -327,9 +291,9 @@ def test_metadata_response_round_trips_signatures_sorted_by_name():
     assert meta.model == ModelRef("m", version="4")
     signature = meta.signature()
     assert signature.name == "serving_default"
-    assert [s.name for s in signature.inputs] == ["country", "price"]
+    assert [s.name for s in signature.inputs] == ["country", "mask", "price"]
     assert {s.name: (s.dtype, s.shape) for s in signature.inputs} == {
-        "price": (DType.FP32, (-1,)), "country": (DType.BYTES, (-1, 1))}
+        s.name: (s.dtype, s.shape) for s in SIGNATURE.inputs}
     assert signature.outputs == SIGNATURE.outputs
 
 
