@@ -25,7 +25,7 @@ from modelcaliper.wire.openinference_grpc_meta import (
 )
 from modelcaliper.wire.protos import openinference_pb2 as pb
 from modelcaliper.wire.rawtensor import to_raw
-from modelcaliper.wire.tensors import DType, InferRequest, InferResponse
+from modelcaliper.wire.tensors import DType, InferRequest, InferResponse, as_tensor
 from tests.wire.grpc_samples import SAMPLE_IDS, SAMPLES, SIGNATURE, assert_same_tensor
 
 CODEC = V2GrpcCodec()
@@ -83,6 +83,24 @@ def test_big_endian_array_swapped_in_after_construction_is_encoded_little_endian
     back = CODEC.decode_request(CODEC.encode_request(request).body).inputs["x"]
     assert back.dtype == np.dtype("<f8") and back.tolist() == [1.5]
 
+
+
+@pytest.mark.parametrize(
+    "replacement",
+    [
+        np.arange(6, dtype=np.float32).reshape(3, 2),  # same names, another batch size
+        np.array([[7, 8]], np.int32),  # same names and shape, another dtype
+        np.array([[b"a", b"bc"]], object),  # numbers become strings
+        [[0.5, 0.25]],  # a plain list put in after construction
+    ],
+)
+def test_the_cached_layout_follows_changes_under_the_same_names(replacement):
+    request = InferRequest({"x": np.zeros((1, 2), np.float32), "s": np.array([b"k"], object)})
+    CODEC.encode_request(request)  # cache the layout of these names
+    request.inputs["x"] = replacement
+    back = CODEC.decode_request(CODEC.encode_request(request).body).inputs
+    assert_same_tensor(back["x"], as_tensor(replacement))
+    assert back["s"].tolist() == [b"k"]
 
 def test_request_fields_survive():
     request = InferRequest({"x": [1]}, model_name="m", model_version="3", request_id="id-9",

@@ -10,7 +10,7 @@ from modelcaliper.errors import PayloadTooLargeError, UsageError, WireError
 from modelcaliper.signature import Signature, TensorSpec
 from modelcaliper.wire import get_codec
 from modelcaliper.wire.protos import tfserving_pb2 as pb
-from modelcaliper.wire.tensors import DType, InferRequest, InferResponse
+from modelcaliper.wire.tensors import DType, InferRequest, InferResponse, as_tensor
 from modelcaliper.wire.tfserving_grpc import TFServingGrpcCodec, tensor_from_proto
 from modelcaliper.wire.tfserving_grpc_meta import (
     SIGNATURE_DEF_TYPE_URL,
@@ -104,6 +104,24 @@ def test_strings_put_in_as_str_after_construction_are_sent_as_utf8():
         "é".encode()
     ]
 
+
+
+@pytest.mark.parametrize(
+    "replacement",
+    [
+        np.arange(6, dtype=np.float32).reshape(3, 2),  # same names, another batch size
+        np.array([[7, 8]], np.int32),  # same names and shape, another dtype
+        np.array([[b"a", b"bc"]], object),  # numbers become strings
+        [[0.5, 0.25]],  # a plain list put in after construction
+    ],
+)
+def test_the_cached_layout_follows_changes_under_the_same_names(replacement):
+    request = InferRequest({"x": np.zeros((1, 2), np.float32), "s": np.array([b"k"], object)})
+    CODEC.encode_request(request)  # cache the layout of these names
+    request.inputs["x"] = replacement
+    back = CODEC.decode_request(CODEC.encode_request(request).body).inputs
+    assert_same_tensor(back["x"], as_tensor(replacement))
+    assert back["s"].tolist() == [b"k"]
 
 def test_many_inputs_and_request_fields_survive():
     arrays = {f"f{i:03d}": np.full(3, i, np.float32) for i in range(50)}

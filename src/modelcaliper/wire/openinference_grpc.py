@@ -20,6 +20,7 @@ from modelcaliper.wire.base import DEFAULT_MAX_BODY_BYTES, Encoded, Headers
 from modelcaliper.wire.protos import openinference_pb2 as pb
 from modelcaliper.wire.protowire import (
     BoundedCache,
+    TensorLayout,
     len_field,
     len_header,
     parse_message,
@@ -54,7 +55,7 @@ _TENSORS_FIELD = 5
 _REQUEST_RAW_FIELD = 7
 _RESPONSE_RAW_FIELD = 6
 
-_TENSOR_TEMPLATES = BoundedCache()
+_LAYOUTS = BoundedCache(256)
 _DESCRIPTIONS = BoundedCache()
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(1 << 63), (1 << 63) - 1, (1 << 64) - 1
 
@@ -104,40 +105,48 @@ def params_from_proto(source: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- encoding
 
 
-def _template(raw_field: int, name: str, array: np.ndarray) -> tuple[np.ndarray, tuple[bytes, Any]]:
-    """Normalise ``array``; build and cache its tensor description and raw-contents key."""
-    array = as_tensor(array)
-    dtype = dtype_of(array)
-    described = pb.ModelInferRequest.InferInputTensor(
-        name=name, datatype=dtype.v2, shape=array.shape
-    ).SerializeToString()
-    record = len_field(_TENSORS_FIELD, described)
-    # Numbers have a size known from the shape, so the raw field's header is cached too.
-    raw_head = None if dtype is DType.BYTES else len_header(raw_field, array.size * dtype.itemsize)
-    template = (record, raw_head)
-    _TENSOR_TEMPLATES.put((raw_field, name, array.dtype, array.shape), template)
-    return array, template
+def _layout(raw_field: int, names: tuple[str, ...], arrays: list[np.ndarray]) -> TensorLayout:
+    """The tensor descriptions (``header``) and each raw-contents field's key and length.
 
-
-def _tensor_parts(raw_field: int, tensors: Mapping[str, np.ndarray]) -> tuple[list[Any], list[Any]]:
-    # The hot loop of encoding: one cache lookup and one buffer copy per tensor.
-    records: list[Any] = []
-    raws: list[Any] = []
-    get = _TENSOR_TEMPLATES.get
-    for name, array in tensors.items():
-        template = get((raw_field, name, array.dtype, array.shape))
-        if template is None:
-            array, template = _template(raw_field, name, array)
-        record, raw_head = template
-        records.append(record)
-        if raw_head is not None:
-            raws.append(raw_head)
-            raws.append(array.tobytes())
+    Strings, whose raw size is only known per call, get no prefix: ``_raw_strings`` writes
+    their whole field.
+    """
+    records: list[bytes] = []
+    prefixes: list[bytes] = []
+    strings: list[tuple[int, Any]] = []
+    for index, (name, array) in enumerate(zip(names, arrays, strict=True)):
+        dtype = dtype_of(array)
+        described = pb.ModelInferRequest.InferInputTensor(
+            name=name, datatype=dtype.v2, shape=array.shape
+        ).SerializeToString()
+        records.append(len_field(_TENSORS_FIELD, described))
+        if dtype is DType.BYTES:
+            prefixes.append(b"")
+            strings.append((index, raw_field))
         else:
-            raw = to_raw(array, DType.BYTES)
-            raws.append(len_header(raw_field, len(raw)))
-            raws.append(raw)
-    return records, raws
+            prefixes.append(len_header(raw_field, array.size * dtype.itemsize))
+    return TensorLayout(arrays, prefixes, strings, header=b"".join(records))
+
+
+def _raw_strings(raw_field: int, array: np.ndarray) -> bytes:
+    try:
+        raw = to_raw(array, DType.BYTES)
+    except TypeError:  # an element that is not bytes: normalise and try once more
+        raw = to_raw(as_tensor(array, DType.BYTES), DType.BYTES)
+    return len_header(raw_field, len(raw)) + raw
+
+
+def _tensor_parts(raw_field: int, tensors: Mapping[str, np.ndarray]) -> tuple[bytes, list[bytes]]:
+    """The tensor descriptions and the raw-contents fields of ``tensors``, in pieces."""
+    # The hot path: one cached layout per set of names, then one buffer copy per tensor.
+    names = tuple(tensors)
+    arrays = list(tensors.values())
+    key = (raw_field, names)
+    layout = _LAYOUTS.get(key)
+    if layout is None or not layout.fits(arrays):
+        arrays = [as_tensor(array) for array in arrays]
+        layout = _LAYOUTS.put(key, _layout(raw_field, names, arrays))
+    return layout.header, layout.parts(arrays, _raw_strings)
 
 
 def _head(message: Any, model_name: str, model_version: str | None, request_id: str | None,
@@ -222,9 +231,9 @@ class V2GrpcCodec:
         """Serialize a ``ModelInferRequest`` with every input in ``raw_input_contents``."""
         head = _head(pb.ModelInferRequest(), request.model_name, request.model_version,
                      request.request_id, request.parameters)
-        records, raws = _tensor_parts(_REQUEST_RAW_FIELD, request.inputs)
+        described, raws = _tensor_parts(_REQUEST_RAW_FIELD, request.inputs)
         outputs = [len_field(6, len_field(1, n.encode("utf-8"))) for n in request.outputs or ()]
-        return Encoded(b"".join([head, *records, *outputs, *raws]))
+        return Encoded(b"".join([head, described, *outputs, *raws]))
 
     def decode_request(self, body: bytes, headers: Headers | None = None) -> InferRequest:
         """Parse a ``ModelInferRequest``; raise ``WireError`` for anything malformed."""
@@ -250,8 +259,8 @@ class V2GrpcCodec:
         request_id = response.request_id or (request.request_id if request is not None else None)
         head = _head(pb.ModelInferResponse(), response.model_name, response.model_version,
                      request_id, response.parameters)
-        records, raws = _tensor_parts(_RESPONSE_RAW_FIELD, response.outputs)
-        return Encoded(b"".join([head, *records, *raws]))
+        described, raws = _tensor_parts(_RESPONSE_RAW_FIELD, response.outputs)
+        return Encoded(b"".join([head, described, *raws]))
 
     def decode_response(self, body: bytes, headers: Headers | None = None) -> InferResponse:
         """Parse a ``ModelInferResponse``; raise ``WireError`` for anything malformed."""

@@ -10,7 +10,8 @@ scalar fields (TF's ``*_val``, v2's typed ``contents``) into arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,6 +22,7 @@ from modelcaliper.wire.tensors import DType
 
 __all__ = [
     "BoundedCache",
+    "TensorLayout",
     "len_field",
     "len_header",
     "parse_message",
@@ -76,6 +78,50 @@ class BoundedCache(dict[Any, Any]):
             self.clear()
         self[key] = value
         return value
+
+
+_DTYPE = attrgetter("dtype")
+_SHAPE = attrgetter("shape")
+
+
+class TensorLayout:
+    """The data-free part of one set of tensors' encoding, cached per set of names.
+
+    ``prefixes[i]`` is every byte that goes before tensor ``i``'s raw buffer. Tensors whose
+    bytes depend on their values (strings) have an empty prefix and a ``(index, template)``
+    entry in ``strings``; the codec's string encoder writes all of their bytes. ``header``
+    holds anything else the codec derives from the names, dtypes and shapes alone. A layout
+    only fits arrays with the dtypes and shapes it was built from.
+    """
+
+    __slots__ = ("dtypes", "header", "prefixes", "shapes", "strings")
+
+    def __init__(self, arrays: Sequence[np.ndarray], prefixes: list[bytes],
+                 strings: list[tuple[int, Any]], header: bytes = b"") -> None:
+        self.dtypes = [a.dtype for a in arrays]
+        self.shapes = [a.shape for a in arrays]
+        self.prefixes = prefixes
+        self.strings = strings
+        self.header = header
+
+    def fits(self, arrays: list[Any]) -> bool:
+        """True if ``arrays`` have this layout's dtypes (byte order included) and shapes."""
+        try:
+            dtypes, shapes = list(map(_DTYPE, arrays)), list(map(_SHAPE, arrays))
+        except AttributeError:  # something that is not an array: normalise it first
+            return False
+        return dtypes == self.dtypes and shapes == self.shapes
+
+    def parts(
+        self, arrays: list[np.ndarray], encode_strings: Callable[[Any, np.ndarray], bytes]
+    ) -> list[bytes]:
+        """Prefixes and data, interleaved, ready for ``b"".join``."""
+        out = [b""] * (2 * len(arrays))
+        out[0::2] = self.prefixes
+        out[1::2] = [array.tobytes() for array in arrays]
+        for index, template in self.strings:
+            out[2 * index + 1] = encode_strings(template, arrays[index])
+        return out
 
 
 def parse_message(cls: type[M], body: bytes, max_bytes: int) -> M:

@@ -21,6 +21,7 @@ from modelcaliper.wire.base import DEFAULT_MAX_BODY_BYTES, Encoded, Headers
 from modelcaliper.wire.protos import tfserving_pb2 as pb
 from modelcaliper.wire.protowire import (
     BoundedCache,
+    TensorLayout,
     len_field,
     len_header,
     parse_message,
@@ -35,7 +36,6 @@ __all__ = [
     "model_spec_bytes",
     "read_model_spec",
     "tensor_from_proto",
-    "tensor_map_entry",
 ]
 
 _BY_TF_ENUM = {d.tf_enum: d for d in DType}
@@ -62,7 +62,7 @@ _VALUE_FIELDS: dict[DType, tuple[str, str]] = {
 _INPUTS_FIELD = 2
 _OUTPUTS_FIELD = 1
 
-_ENTRY_PREFIXES = BoundedCache()
+_LAYOUTS = BoundedCache(256)
 _SHAPES = BoundedCache()
 _SPECS = BoundedCache(256)
 _STRING_DTYPE_FIELD = b"\x08" + varint(DType.BYTES.tf_enum)
@@ -76,31 +76,34 @@ def _shape_bytes(shape: tuple[int, ...]) -> bytes:
     return b"".join(len_field(2, b"\x08" + varint(d) if d else b"") for d in shape)
 
 
-def _entry_template(field_number: int, name: str, array: np.ndarray) -> tuple[np.ndarray, Any]:
-    """Normalise ``array`` and build (and cache) what its map entry looks like minus the data.
+def _layout(field_number: int, names: tuple[str, ...], arrays: list[np.ndarray]) -> TensorLayout:
+    """Every map entry's bytes up to its data: numbers up to the first byte of ``tensor_content``.
 
-    Numbers get one prefix that runs up to the first byte of ``tensor_content``; strings,
-    whose length is only known per call, get the key field and the dtype-and-shape fields.
+    Strings, whose size is only known per call, keep the entry's name field and the tensor's
+    dtype and shape fields as the template ``_string_entry`` completes.
     """
-    array = as_tensor(array)
-    dtype = dtype_of(array)
-    key = (field_number, name, array.dtype, array.shape)
-    name_field = len_field(1, name.encode("utf-8"))
-    shape_field = len_field(2, _shape_bytes(array.shape))
-    if dtype is DType.BYTES:
-        return array, _ENTRY_PREFIXES.put(key, (name_field, _STRING_DTYPE_FIELD + shape_field))
-    nbytes = array.size * dtype.itemsize
-    tensor_head = b"\x08" + varint(dtype.tf_enum) + shape_field
-    if nbytes:
-        tensor_head += len_header(4, nbytes)
-    entry_head = name_field + len_header(2, len(tensor_head) + nbytes)
-    entry_size = len(entry_head) + len(tensor_head) + nbytes
-    prefix = len_header(field_number, entry_size) + entry_head + tensor_head
-    return array, _ENTRY_PREFIXES.put(key, prefix)
+    prefixes: list[bytes] = []
+    strings: list[tuple[int, Any]] = []
+    for index, (name, array) in enumerate(zip(names, arrays, strict=True)):
+        dtype = dtype_of(array)
+        name_field = len_field(1, name.encode("utf-8"))
+        shape_field = len_field(2, _shape_bytes(array.shape))
+        if dtype is DType.BYTES:
+            prefixes.append(b"")
+            strings.append((index, (field_number, name_field, _STRING_DTYPE_FIELD + shape_field)))
+            continue
+        nbytes = array.size * dtype.itemsize
+        tensor_head = b"\x08" + varint(dtype.tf_enum) + shape_field
+        if nbytes:
+            tensor_head += len_header(4, nbytes)
+        entry_head = name_field + len_header(2, len(tensor_head) + nbytes)
+        entry_size = len(entry_head) + len(tensor_head) + nbytes
+        prefixes.append(len_header(field_number, entry_size) + entry_head + tensor_head)
+    return TensorLayout(arrays, prefixes, strings)
 
 
-def _string_entry(field_number: int, template: tuple[bytes, bytes], array: np.ndarray) -> bytes:
-    name_field, tensor_head = template
+def _string_entry(template: tuple[int, bytes, bytes], array: np.ndarray) -> bytes:
+    field_number, name_field, tensor_head = template
     try:
         values = pb.TensorProto(string_val=array.ravel().tolist()).SerializeToString()
     except TypeError:  # an element that is not bytes: normalise and try once more
@@ -112,26 +115,17 @@ def _string_entry(field_number: int, template: tuple[bytes, bytes], array: np.nd
     return len_header(field_number, size) + entry_head + tensor_head + values
 
 
-def _append_entries(parts: list[Any], field_number: int, tensors: Mapping[str, np.ndarray]) -> None:
-    # The hot loop of encoding: one cache lookup and one buffer copy per numeric tensor.
-    get = _ENTRY_PREFIXES.get
-    append = parts.append
-    for name, array in tensors.items():
-        template = get((field_number, name, array.dtype, array.shape))
-        if template is None:
-            array, template = _entry_template(field_number, name, array)
-        if type(template) is bytes:
-            append(template)
-            append(array.tobytes())
-        else:
-            append(_string_entry(field_number, template, array))
-
-
-def tensor_map_entry(field_number: int, name: str, array: np.ndarray) -> bytes:
-    """One serialized map entry ``name -> TensorProto`` for map field ``field_number``."""
-    parts: list[Any] = []
-    _append_entries(parts, field_number, {name: array})
-    return b"".join(parts)
+def _tensor_entries(field_number: int, tensors: Mapping[str, np.ndarray]) -> list[bytes]:
+    """The serialized map entries of ``tensors`` for map field ``field_number``, in pieces."""
+    # The hot path: one cached layout per set of names, then one buffer copy per tensor.
+    names = tuple(tensors)
+    arrays = list(tensors.values())
+    key = (field_number, names)
+    layout = _LAYOUTS.get(key)
+    if layout is None or not layout.fits(arrays):
+        arrays = [as_tensor(array) for array in arrays]
+        layout = _LAYOUTS.put(key, _layout(field_number, names, arrays))
+    return layout.parts(arrays, _string_entry)  # type: ignore[no-any-return]
 
 
 def _version_number(version: str | None) -> int | None:
@@ -267,8 +261,7 @@ class TFServingGrpcCodec:
         spec = model_spec_bytes(
             request.model_name, request.model_version, request.version_label, request.signature_name
         )
-        parts: list[Any] = [len_header(1, len(spec)), spec]
-        _append_entries(parts, _INPUTS_FIELD, request.inputs)
+        parts = [len_header(1, len(spec)), spec, *_tensor_entries(_INPUTS_FIELD, request.inputs)]
         for output in request.outputs or ():
             parts.append(len_field(3, output.encode("utf-8")))
         return Encoded(b"".join(parts))
@@ -296,8 +289,7 @@ class TFServingGrpcCodec:
         """Serialize a ``PredictResponse`` naming the model and signature that answered."""
         signature = request.signature_name if request is not None else None
         spec = model_spec_bytes(response.model_name, response.model_version, None, signature)
-        parts: list[Any] = []
-        _append_entries(parts, _OUTPUTS_FIELD, response.outputs)
+        parts = _tensor_entries(_OUTPUTS_FIELD, response.outputs)
         parts.append(len_field(2, spec))
         return Encoded(b"".join(parts))
 
