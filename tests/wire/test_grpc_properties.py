@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from google.protobuf.internal.encoder import _VarintBytes
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
@@ -14,7 +13,6 @@ from hypothesis.extra.numpy import array_shapes, arrays
 from modelcaliper.wire.openinference_grpc import V2GrpcCodec
 from modelcaliper.wire.protos import openinference_pb2 as v2pb
 from modelcaliper.wire.protos import tfserving_pb2 as tfpb
-from modelcaliper.wire.protowire import len_field, varint
 from modelcaliper.wire.tensors import DType, InferRequest, InferResponse
 from modelcaliper.wire.tfserving_grpc import TFServingGrpcCodec, tensor_from_proto
 from tests.wire.grpc_samples import assert_same_tensor
@@ -153,15 +151,3 @@ def test_v2_typed_contents_decode_to_the_same_tensor(array):
     getattr(tensor.contents, _V2_FIELDS[dtype]).extend(array.ravel().tolist())
     back = V2GrpcCodec().decode_request(message.SerializeToString())
     assert_same_tensor(back.inputs["x"], array)
-
-
-@given(st.integers(0, 2**64 - 1) | st.integers(-(2**63), -1))
-def test_varint_matches_protobufs_own_encoder(value):
-    assert varint(value) == _VarintBytes(value & (2**64 - 1))
-
-
-@given(st.integers(1, 2**29 - 1), st.binary(max_size=300))
-def test_len_field_parses_as_a_bytes_field(number, payload):
-    # A message with only unknown fields keeps them; re-serialized they come back unchanged.
-    raw = len_field(number, payload)
-    assert v2pb.ServerLiveRequest.FromString(raw).SerializeToString() == raw

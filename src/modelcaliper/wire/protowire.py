@@ -66,14 +66,21 @@ def len_field(field_number: int, payload: bytes) -> bytes:
 
 
 class BoundedCache(dict[Any, Any]):
-    """A dict that starts over once it holds ``max_entries`` items, so it cannot grow forever."""
+    """A dict that starts over once it holds ``max_entries`` items, so it cannot grow forever.
 
-    def __init__(self, max_entries: int = 4096) -> None:
+    Keys made of received bytes longer than ``max_key_bytes`` are not kept: a client could
+    otherwise park megabytes in the cache with a few odd messages.
+    """
+
+    def __init__(self, max_entries: int = 4096, max_key_bytes: int = 1024) -> None:
         super().__init__()
         self.max_entries = max_entries
+        self.max_key_bytes = max_key_bytes
 
     def put(self, key: Any, value: Any) -> Any:
-        """Store ``value`` under ``key`` and return it."""
+        """Store ``value`` under ``key`` (unless the key is oversized bytes) and return it."""
+        if isinstance(key, bytes) and len(key) > self.max_key_bytes:
+            return value
         if len(self) >= self.max_entries:
             self.clear()
         self[key] = value
