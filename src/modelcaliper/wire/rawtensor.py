@@ -34,12 +34,15 @@ def element_count(shape: Sequence[int], *, tensor: str | None = None) -> int:
 def to_raw(array: np.ndarray, dtype: DType) -> bytes:
     """Serialize ``array`` (already normalised, see ``as_tensor``) into a raw buffer."""
     if dtype is DType.BYTES:
-        parts: list[bytes] = []
-        append = parts.append
-        pack = _LEN.pack
-        for item in array.reshape(-1):
-            append(pack(len(item)))
-            append(item)
+        items = array.reshape(-1).tolist()
+        if not items:
+            return b""
+        # The length prefixes are built in one numpy pass and cut into 4-byte objects by a
+        # void view, so the only per-element Python work left is the final join.
+        lengths = np.fromiter(map(len, items), dtype="<u4", count=len(items))
+        parts: list[bytes] = [b""] * (2 * len(items))
+        parts[0::2] = np.frombuffer(lengths.tobytes(), dtype="V4").tolist()
+        parts[1::2] = items
         return b"".join(parts)
     target = dtype.numpy
     if array.dtype != target or not array.flags.c_contiguous:
@@ -72,10 +75,59 @@ def from_raw(
     # lie; checking first keeps a tiny body from making us allocate a huge object array.
     if count > len(buffer) // 4:
         raise PayloadTooLargeError(
-            f"shape {list(shape)} declares {count} strings but the raw data holds {len(buffer)} bytes",
+            f"shape {list(shape)} declares {count} strings but the raw data holds "
+            f"{len(buffer)} bytes",
             tensor=tensor,
         )
-    out = np.empty(count, dtype=object)
+    if not count:
+        if len(buffer):
+            raise WireError(
+                f"raw BYTES data has {len(buffer)} bytes left over after 0 elements", tensor=tensor
+            )
+        return np.empty(tuple(shape), dtype=object)
+    out = _split_uniform(buffer, count)
+    if out is None:
+        out = np.empty(count, dtype=object)
+        out[:] = _split_fast(buffer, count) or _split_checked(buffer, count, tensor)
+    return out.reshape(tuple(shape))
+
+
+def _split_uniform(buffer: bytes | memoryview, count: int) -> np.ndarray | None:
+    """Elements when all have the same length (fixed-width codes, ids), else None."""
+    size, rest = divmod(len(buffer), count)
+    if rest or size < 4:
+        return None
+    # Strided views over the buffer: every size-th 4 bytes are the lengths, the bytes after
+    # each are its payload; a void view turns each payload into one bytes object, in C.
+    lengths = np.ndarray((count,), "<u4", buffer, 0, (size,))
+    if not (lengths == size - 4).all():
+        return None
+    if size == 4:
+        out = np.empty(count, dtype=object)
+        out[:] = b""
+        return out
+    return np.ndarray((count,), f"V{size - 4}", buffer, 4, (size,)).astype(object)
+
+
+def _split_fast(buffer: bytes | memoryview, count: int) -> list[bytes] | None:
+    """Elements of a well-formed buffer, or None so the checked parser can name the fault."""
+    data = bytes(buffer)
+    unpack = _LEN.unpack_from
+    out: list[bytes] = [b""] * count
+    offset = 0
+    try:
+        for i in range(count):
+            start = offset + 4
+            offset = start + unpack(data, offset)[0]
+            out[i] = data[start:offset]
+    except struct.error:
+        return None
+    return out if offset == len(data) else None
+
+
+def _split_checked(buffer: bytes | memoryview, count: int, tensor: str | None) -> list[bytes]:
+    """Parse element by element, raising a WireError that says where the buffer is broken."""
+    out: list[bytes] = []
     view = memoryview(buffer)
     offset = 0
     end = len(view)
@@ -90,10 +142,11 @@ def from_raw(
                 f"raw BYTES element {i} declares {length} bytes but only {end - offset} remain",
                 tensor=tensor,
             )
-        out[i] = bytes(view[offset : offset + length])
+        out.append(bytes(view[offset : offset + length]))
         offset += length
     if offset != end:
         raise WireError(
-            f"raw BYTES data has {end - offset} bytes left over after {count} elements", tensor=tensor
+            f"raw BYTES data has {end - offset} bytes left over after {count} elements",
+            tensor=tensor,
         )
-    return out.reshape(tuple(shape))
+    return out
