@@ -69,7 +69,9 @@ class BatchingParameters:
         object.__setattr__(self, "allowed_batch_sizes", sizes)
         if sizes:
             if list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
-                raise UsageError(f"allowed_batch_sizes must be increasing and >= 1, got {list(sizes)}")
+                raise UsageError(
+                    f"allowed_batch_sizes must be increasing and >= 1, got {list(sizes)}"
+                )
             if sizes[-1] != self.max_batch_size:
                 raise UsageError(
                     f"the last allowed_batch_sizes entry ({sizes[-1]}) must equal max_batch_size "
@@ -86,13 +88,23 @@ class BatchingParameters:
 
 _SCALAR = re.compile(r"^\s*(\w+)\s*\{\s*value\s*:\s*([^\s}]+)\s*\}\s*$")
 _FIELD = re.compile(r"^\s*(\w+)\s*:\s*([^\s#]+)\s*$")
-_INT_FIELDS = ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")
+_INT_FIELDS = (
+    "max_batch_size",
+    "batch_timeout_micros",
+    "num_batch_threads",
+    "max_enqueued_batches",
+)
 
 
 def parse_batching_parameters(text_or_path: str | Path) -> BatchingParameters:
     """Read TF Serving's ``batching_parameters`` text format (a path or the text itself)."""
-    path = Path(text_or_path) if not str(text_or_path).lstrip().startswith(("max_", "batch_", "num_",
-                                                                            "allowed_", "pad_", "#")) else None
+    path = (
+        Path(text_or_path)
+        if not str(text_or_path)
+        .lstrip()
+        .startswith(("max_", "batch_", "num_", "allowed_", "pad_", "#"))
+        else None
+    )
     source = "batching parameters"
     if path is not None:
         if not path.is_file():
@@ -108,8 +120,10 @@ def parse_batching_parameters(text_or_path: str | Path) -> BatchingParameters:
             continue
         match = _SCALAR.match(line) or _FIELD.match(line)
         if not match:
-            raise UsageError(f"{source}:{number}: cannot read '{line.strip()}'; expected "
-                             "'name { value: N }' or 'name: value'")
+            raise UsageError(
+                f"{source}:{number}: cannot read '{line.strip()}'; expected "
+                "'name { value: N }' or 'name: value'"
+            )
         name, raw = match.group(1), match.group(2)
         try:
             if name in _INT_FIELDS:
@@ -123,7 +137,9 @@ def parse_batching_parameters(text_or_path: str | Path) -> BatchingParameters:
             else:
                 raise UsageError(f"{source}:{number}: unknown batching parameter '{name}'")
         except ValueError:
-            raise UsageError(f"{source}:{number}: '{raw}' is not a valid value for {name}") from None
+            raise UsageError(
+                f"{source}:{number}: '{raw}' is not a valid value for {name}"
+            ) from None
     if sizes:
         values["allowed_batch_sizes"] = tuple(sizes)
     return BatchingParameters(**values)  # type: ignore[arg-type]
@@ -155,7 +171,9 @@ class Batcher:
         """Closed batches waiting for a batch thread."""
         return self._closed_waiting
 
-    async def submit(self, inputs: Mapping[str, np.ndarray], rows: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    async def submit(
+        self, inputs: Mapping[str, np.ndarray], rows: int
+    ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
         """Run ``inputs`` (``rows`` rows) in a batch; return outputs and phase times in ns.
 
         Phases: ``batch`` (waiting for the batch to close), ``queue`` (closed, waiting for a
@@ -196,7 +214,9 @@ class Batcher:
         task = loop.run_in_executor(self._executor, self._run, batch, closed_ns)
         task.add_done_callback(lambda f: self._deliver(batch, f))
 
-    def _run(self, batch: list[_Pending], closed_ns: int) -> tuple[list[dict[str, np.ndarray]], int, int]:
+    def _run(
+        self, batch: list[_Pending], closed_ns: int
+    ) -> tuple[list[dict[str, np.ndarray]], int, int]:
         start_ns = time.perf_counter_ns()
         with self._lock:
             self._closed_waiting -= 1
@@ -221,8 +241,11 @@ class Batcher:
         closed_ns = time.perf_counter_ns() - compute_ns - queue_ns
         for p, outputs in zip(batch, parts, strict=True):
             if not p.future.done():
-                phases = {"batch": max(0, closed_ns - p.enqueued_ns), "queue": queue_ns,
-                          "compute": compute_ns}
+                phases = {
+                    "batch": max(0, closed_ns - p.enqueued_ns),
+                    "queue": queue_ns,
+                    "compute": compute_ns,
+                }
                 p.future.set_result((outputs, phases))
 
     def close(self) -> None:
@@ -267,14 +290,19 @@ def _pad_rows(array: np.ndarray, extra: int) -> np.ndarray:
     return np.concatenate([array, np.repeat(array[:1], extra, axis=0)], axis=0)
 
 
-def _split(outputs: Mapping[str, np.ndarray], rows: list[int], total: int) -> list[dict[str, np.ndarray]]:
+def _split(
+    outputs: Mapping[str, np.ndarray], rows: list[int], total: int
+) -> list[dict[str, np.ndarray]]:
     parts: list[dict[str, np.ndarray]] = [{} for _ in rows]
     for name, value in outputs.items():
         if value.ndim == 0 or value.shape[0] < total:
-            raise WireError(f"model output has leading dimension {value.shape[:1]} for a batch of "
-                            f"{total} rows; it cannot be split per request", tensor=name)
+            raise WireError(
+                f"model output has leading dimension {value.shape[:1]} for a batch of "
+                f"{total} rows; it cannot be split per request",
+                tensor=name,
+            )
         start = 0
         for i, n in enumerate(rows):
-            parts[i][name] = value[start:start + n]
+            parts[i][name] = value[start : start + n]
             start += n
     return parts

@@ -67,15 +67,23 @@ class Metrics:
     def _declare(self, name: str, kind: str, text: str) -> None:
         self._help.setdefault(name, (kind, text))
 
-    def inc(self, name: str, labels: dict[str, str], amount: float = 1.0, help_text: str = "") -> None:
+    def inc(
+        self, name: str, labels: dict[str, str], amount: float = 1.0, help_text: str = ""
+    ) -> None:
         """Add ``amount`` to a counter."""
         key = (name, tuple(labels), tuple(labels.values()))
         with self._lock:
             self._declare(name, "counter", help_text)
             self._counters[key] = self._counters.get(key, 0.0) + amount
 
-    def observe(self, name: str, labels: dict[str, str], value: float,
-                buckets: Sequence[float], help_text: str = "") -> None:
+    def observe(
+        self,
+        name: str,
+        labels: dict[str, str],
+        value: float,
+        buckets: Sequence[float],
+        help_text: str = "",
+    ) -> None:
         """Record ``value`` in a histogram."""
         key = (name, tuple(labels), tuple(labels.values()))
         with self._lock:
@@ -85,34 +93,64 @@ class Metrics:
                 hist = self._histograms[key] = _Histogram(buckets)
             hist.observe(value)
 
-    def record_request(self, *, model: str, api: str, entrypoint: str, status: str,
-                       phases_ms: dict[str, float], batch_rows: int) -> None:
+    def record_request(
+        self,
+        *,
+        model: str,
+        api: str,
+        entrypoint: str,
+        status: str,
+        phases_ms: dict[str, float],
+        batch_rows: int,
+    ) -> None:
         """Record one finished request under TF Serving's names and ours."""
-        self.inc(":tensorflow:serving:request_count", {"model_name": model, "status": status},
-                 help_text="The number of requests, by model and status.")
+        self.inc(
+            ":tensorflow:serving:request_count",
+            {"model_name": model, "status": status},
+            help_text="The number of requests, by model and status.",
+        )
         total_ms = phases_ms.get("total")
         if total_ms is not None:
-            self.observe(":tensorflow:serving:request_latency",
-                         {"model_name": model, "API": api, "entrypoint": entrypoint},
-                         total_ms * 1000.0, LATENCY_US_BUCKETS,
-                         "Distribution of request latency in microseconds.")
+            self.observe(
+                ":tensorflow:serving:request_latency",
+                {"model_name": model, "API": api, "entrypoint": entrypoint},
+                total_ms * 1000.0,
+                LATENCY_US_BUCKETS,
+                "Distribution of request latency in microseconds.",
+            )
         compute_ms = phases_ms.get("compute")
         if compute_ms is not None:
-            self.observe(":tensorflow:serving:runtime_latency",
-                         {"model_name": model, "API": api, "runtime": "embedded"},
-                         compute_ms * 1000.0, LATENCY_US_BUCKETS,
-                         "Distribution of model run time in microseconds.")
+            self.observe(
+                ":tensorflow:serving:runtime_latency",
+                {"model_name": model, "API": api, "runtime": "embedded"},
+                compute_ms * 1000.0,
+                LATENCY_US_BUCKETS,
+                "Distribution of model run time in microseconds.",
+            )
         if "queue" in phases_ms:
-            self.observe(":tensorflow:serving:batching_session:queuing_latency",
-                         {"thread_pool_name": model}, phases_ms["queue"] * 1000.0,
-                         LATENCY_US_BUCKETS, "Time a request waited for a model slot, in microseconds.")
+            self.observe(
+                ":tensorflow:serving:batching_session:queuing_latency",
+                {"thread_pool_name": model},
+                phases_ms["queue"] * 1000.0,
+                LATENCY_US_BUCKETS,
+                "Time a request waited for a model slot, in microseconds.",
+            )
         if batch_rows:
-            self.observe(":tensorflow:serving:batching_session:input_batch_size",
-                         {"model_name": model}, float(batch_rows), BATCH_SIZE_BUCKETS,
-                         "Rows per request.")
+            self.observe(
+                ":tensorflow:serving:batching_session:input_batch_size",
+                {"model_name": model},
+                float(batch_rows),
+                BATCH_SIZE_BUCKETS,
+                "Rows per request.",
+            )
         for phase, ms in phases_ms.items():
-            self.observe("caliper_server_phase_seconds", {"phase": phase}, ms / 1000.0,
-                         PHASE_S_BUCKETS, "Server-side request phases (Server-Timing), in seconds.")
+            self.observe(
+                "caliper_server_phase_seconds",
+                {"phase": phase},
+                ms / 1000.0,
+                PHASE_S_BUCKETS,
+                "Server-side request phases (Server-Timing), in seconds.",
+            )
 
     def render(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
@@ -126,8 +164,9 @@ class Metrics:
                 for (n, lnames, lvalues), value in sorted(self._counters.items()):
                     if n == name:
                         lines.append(f"{name}{_labels(lnames, lvalues)} {value:g}")
-                for (n, lnames, lvalues), hist in sorted(self._histograms.items(),
-                                                         key=lambda item: item[0]):
+                for (n, lnames, lvalues), hist in sorted(
+                    self._histograms.items(), key=lambda item: item[0]
+                ):
                     if n != name:
                         continue
                     running = 0

@@ -21,8 +21,17 @@ from collections.abc import Iterable, Mapping
 
 __all__ = ["PHASES", "PhaseTimer", "format_server_timing", "parse_server_timing"]
 
-PHASES: tuple[str, ...] = ("recv", "decode", "queue", "batch", "compute", "transform", "model",
-                           "encode", "total")
+PHASES: tuple[str, ...] = (
+    "recv",
+    "decode",
+    "queue",
+    "batch",
+    "compute",
+    "transform",
+    "model",
+    "encode",
+    "total",
+)
 
 
 class PhaseTimer:
