@@ -31,8 +31,13 @@ def tensors(draw, dtype: DType, shape: tuple[int, ...], *, nonfinite: str, text_
     (NaN as the default NaN) or "none" (finite floats only)."""
     n = int(np.prod(shape))
     if dtype is DType.BYTES:
-        items = (st.text(max_size=6).map(lambda s: s.encode("utf-8")) if text_only
-                 else st.binary(max_size=6))
+        style = draw(st.sampled_from(["ascii", "text"] if text_only else ["ascii", "any"]))
+        items = {
+            "ascii": st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=6),
+            "text": st.text(max_size=6),
+            "any": st.binary(max_size=6),
+        }[style]
+        items = items.map(lambda v: v.encode("utf-8") if isinstance(v, str) else v)
         values = draw(st.lists(items, min_size=n, max_size=n))
         array = np.empty(n, dtype=object)
         array[:] = values

@@ -137,6 +137,26 @@ def test_row_format_body_has_one_object_per_row():
     )
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b"100%", b"%s%b"],  # percent signs in plain ASCII text
+        [b'say "hi"', b"back\\slash"],  # characters JSON must escape
+        [b"tab\there", "naïve".encode()],  # a control character and non-ASCII text
+        [b"\xff", b"ok"],  # not UTF-8 at all
+    ],
+)
+def test_row_format_writes_any_text_and_any_name(values):
+    # names with '%' and quotes, around a run of numbers and a run of strings
+    inputs = {'w%d"': np.array([1.5, 2.5], np.float32), "n%": np.array([1, 2], np.int8),
+              "s%b": as_tensor(np.array(values, dtype=object)), "t": as_tensor(["x", "y"])}
+    encoded, decoded = _round_trip("rows", inputs)
+    rows = orjson.loads(encoded.body)["instances"]  # valid JSON, one object per row
+    assert [list(row) for row in rows] == [list(inputs)] * 2
+    for name, arr in inputs.items():
+        assert _same(decoded.inputs[name], arr), name
+
+
 def test_columnar_body_keys_tensors_by_name():
     inputs = {"tag": as_tensor(["foo", "bar"]), "signal": np.array([[1, 2], [3, 4]], np.int32)}
     encoded, _ = _round_trip("columnar", inputs)

@@ -46,6 +46,9 @@ __all__ = [
 JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
 """Headers of a plain JSON body."""
 
+_INFERRED = {"b": DType.BOOL, "i": DType.INT64, "u": DType.UINT64, "f": DType.FP64}
+_FLOAT_MAX = {d: float(np.finfo(d.numpy).max) for d in (DType.FP16, DType.FP32)}
+
 MAX_DIMS = 32
 """Most dimensions a decoded tensor may have (numpy's own limit for many operations)."""
 
@@ -337,15 +340,25 @@ def array_from_json(
     if raw.ndim > MAX_DIMS:
         raise WireError(f"data is nested deeper than {MAX_DIMS} dimensions", tensor=tensor)
     kind = raw.dtype.kind
-    if kind == "f" and raw.size and (dtype is None or dtype.numpy.kind in "iu"):
-        exact = _exact_integers(data, dtype, tensor)
+    if kind not in "biuf":
+        raise _diagnose(data, dtype, tensor)
+    # numpy widens a mix of small and huge (beyond int64) integers to float64: re-read those
+    if kind == "f" and raw.size and dtype is not None and dtype.numpy.kind in "iub":
+        exact = _exact_integers(data, dtype, tensor) if dtype is not DType.BOOL else None
+        if exact is None:
+            raise _diagnose(data, dtype, tensor)
+        return exact
+    if (
+        kind == "f"
+        and raw.size
+        and dtype is None
+        and type(_first_leaf(data)) is int  # cheap: widened integers start with an integer
+        and not -(2.0**63) <= raw.min() <= raw.max() < 2.0**63
+    ):
+        exact = _exact_integers(data, None, tensor)
         if exact is not None:
             return exact
-    if kind not in "biuf" or (
-        kind == "f" and raw.size and dtype is not None and dtype.numpy.kind in "iub"
-    ):
-        raise _diagnose(data, dtype, tensor)
-    wanted = dtype or {"b": DType.BOOL, "i": DType.INT64, "u": DType.UINT64, "f": DType.FP64}[kind]
+    wanted = dtype or _INFERRED[kind]
     target = wanted.numpy
     if raw.size == 0:
         return raw.astype(target)
@@ -355,14 +368,20 @@ def array_from_json(
         info = np.iinfo(target)
         if raw.min() < info.min or raw.max() > info.max:
             raise _diagnose(data, dtype, tensor)
-        return raw.astype(target)
-    if target.kind == "f" and target.itemsize < raw.dtype.itemsize:
-        with np.errstate(over="ignore"):
-            out = raw.astype(target)
-        if np.isinf(out).any() and (np.isinf(out) & np.isfinite(raw)).any():
-            raise WireError(f"a value is out of range for {wanted.v2}", tensor=tensor)
-        return out
-    return raw.astype(target)
+    elif target.itemsize < raw.dtype.itemsize:  # FP16/FP32 from doubles: may overflow
+        limit = _FLOAT_MAX[wanted]
+        if not -limit <= raw.min() <= raw.max() <= limit:  # false for NaN and infinities too
+            return _narrow_floats(raw, wanted, tensor)
+    return raw.astype(target, copy=False)
+
+
+def _narrow_floats(raw: np.ndarray, wanted: DType, tensor: str) -> np.ndarray:
+    """Cast doubles holding NaN, infinities or huge values down, refusing real overflows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = raw.astype(wanted.numpy)
+    if (np.isinf(out) & np.isfinite(raw)).any():
+        raise WireError(f"a value is out of range for {wanted.v2}", tensor=tensor)
+    return out
 
 
 def _exact_integers(data: Any, dtype: DType | None, tensor: str) -> np.ndarray | None:

@@ -20,6 +20,7 @@ valid UTF-8, with an error that points to the binary encoding, which carries bot
 from __future__ import annotations
 
 from collections.abc import Mapping
+from math import prod
 from typing import Any, Literal
 
 import numpy as np
@@ -49,7 +50,7 @@ from modelcaliper.wire.openinference_rest_meta import (
     parse_v2_path,
     tensor_meta,
 )
-from modelcaliper.wire.rawtensor import element_count, from_raw, to_raw
+from modelcaliper.wire.rawtensor import from_raw, to_raw
 from modelcaliper.wire.tensors import DType, InferRequest, InferResponse, dtype_of
 
 __all__ = [
@@ -360,7 +361,7 @@ def _json_tensor(
     data: Any, dtype: DType, shape: list[int], name: str, check_bools: bool
 ) -> np.ndarray:
     array = array_from_json(data, dtype, tensor=name, check_bools=check_bools)
-    count = element_count(shape, tensor=name)
+    count = prod(shape)  # dimensions already checked by tensor_meta
     if array.size != count:
         raise WireError(
             f"shape {shape} needs {count} elements but 'data' holds {array.size}", tensor=name

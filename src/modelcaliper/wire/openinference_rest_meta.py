@@ -34,6 +34,8 @@ __all__ = [
     "tensor_meta",
 ]
 
+_BY_V2_NAME = {d.v2: d for d in DType}
+
 
 class V2Path(NamedTuple):
     """A parsed ``/v2/...`` path; ``route`` is live, ready, server_metadata, model_metadata,
@@ -90,14 +92,9 @@ def tensor_meta(
 ) -> tuple[DType, list[int]]:
     """Datatype and shape of a tensor entry; ``wildcard`` allows -1 dimensions (metadata)."""
     datatype = entry.get("datatype")
-    if type(datatype) is not str:
-        raise WireError("has no 'datatype'", tensor=name)
-    try:
-        dtype = parse_dtype(datatype)
-    except WireError:
-        raise WireError(f"unknown datatype {datatype!r}", tensor=name) from None
-    if dtype.v2 != datatype:
-        raise WireError(f"unknown datatype {datatype!r}; v2 spells it {dtype.v2}", tensor=name)
+    dtype = _BY_V2_NAME.get(datatype) if type(datatype) is str else None
+    if dtype is None:
+        raise _datatype_error(datatype, name)
     shape = entry.get("shape")
     if type(shape) is not list or not all(type(d) is int for d in shape):
         raise WireError(f"'shape' must be a list of integers, got {shape!r}", tensor=name)
@@ -110,6 +107,16 @@ def tensor_meta(
     else:
         element_count(shape, tensor=name)  # rejects negative dimensions
     return dtype, shape
+
+
+def _datatype_error(datatype: Any, name: str) -> WireError:
+    if type(datatype) is not str:
+        return WireError("has no 'datatype'", tensor=name)
+    try:
+        spelled = parse_dtype(datatype).v2
+    except WireError:
+        return WireError(f"unknown datatype {datatype!r}", tensor=name)
+    return WireError(f"unknown datatype {datatype!r}; v2 spells it {spelled}", tensor=name)
 
 
 def encode_health(key: Literal["live", "ready"], value: bool) -> Encoded:

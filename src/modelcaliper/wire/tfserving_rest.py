@@ -21,9 +21,10 @@ INT64 or FP64 and unnamed tensors are called ``inputs`` / ``outputs``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import lru_cache
-from itertools import groupby
+from itertools import chain, groupby
 from typing import Any, Literal
 
 import numpy as np
@@ -80,6 +81,7 @@ DEFAULT_OUTPUT_NAME = "outputs"
 
 Format = Literal["rows", "columnar"]
 _OBJECT = np.dtype(object).num
+_NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\]')
 
 
 class TFServingRestCodec:
@@ -177,7 +179,7 @@ class TFServingRestCodec:
         """An error body ``{"error": message}``."""
         return error_body(message)
 
-    def decode_error(self, body: bytes) -> str | None:
+    def decode_error(self, body: bytes, headers: Headers | None = None) -> str | None:
         """The server's error message if ``body`` is an error body, else None."""
         try:
             return error_message(loads(body, nonfinite_tokens=True))
@@ -214,20 +216,29 @@ def _encode_tensors(
             return {**head, key: v[names[0]] if single else v}
 
         return dumps_tensors(build, values, arrays, nonfinite_tokens=True)
-    batch = None
-    for n, a in arrays.items():
-        if a.ndim == 0 or (batch is not None and a.shape[0] != batch):
-            raise WireError(
-                f"has shape {list(a.shape)}; the row format needs every tensor to share "
-                f"its first dimension ({batch})",
-                tensor=n,
-            )
-        batch = a.shape[0]
-    return dumps({**head, key: orjson.Fragment(_rows_text(arrays, batch or 0))})
+    try:
+        batches = set(map(len, arrays.values()))  # len() fails on a 0-d array
+    except TypeError:
+        batches = set()
+    if len(batches) != 1:
+        first = len(arrays[names[0]]) if arrays[names[0]].ndim else None
+        for n, a in arrays.items():
+            if a.ndim == 0 or len(a) != first:
+                raise WireError(
+                    f"has shape {list(a.shape)}; the row format needs every tensor to share "
+                    f"its first dimension ({first})",
+                    tensor=n,
+                )
+    # The document up to the list, then the list written straight after it.
+    prefix = dumps({**head, key: orjson.Fragment(b"0")})[:-2]
+    return _rows_text(arrays, batches.pop(), prefix, b"}")
 
 
-def _rows_text(arrays: Mapping[str, np.ndarray], batch: int) -> bytes:
-    """The row-format list as JSON text: one object per row, keys in tensor order.
+def _rows_text(
+    arrays: Mapping[str, np.ndarray], batch: int, prefix: bytes = b"", suffix: bytes = b""
+) -> bytes:
+    """The row-format list as JSON text, between ``prefix`` and ``suffix``: one object per
+    row, keys in tensor order.
 
     Building thousands of small per-row dicts is slow, so each run of consecutive 1-D
     tensors of one dtype is written at once: its numbers are dumped as one matrix, and in
@@ -235,7 +246,7 @@ def _rows_text(arrays: Mapping[str, np.ndarray], batch: int) -> bytes:
     text never holds a ``%``). Strings and tensors with more dimensions go row by row.
     """
     if batch == 0:
-        return b"[]"
+        return prefix + b"[]" + suffix
     runs: list[list[bytes]] = []  # per run of tensors: per row, its '"name":value,...' text
     for kind, group in groupby(arrays.items(), key=_run_kind):
         members = list(group)
@@ -244,19 +255,39 @@ def _rows_text(arrays: Mapping[str, np.ndarray], batch: int) -> bytes:
             for n, a in members:
                 key = _keys((n,))[0]
                 runs.append([key + cell for cell in _row_cells(n, a)])
-        elif kind == _OBJECT:  # 1-D strings, whose text may hold anything
-            template = b",".join(k.replace(b"%", b"%%") + b"%b" for k in _keys(names))
-            columns = [tensor_json(a, tensor=n, strings=_strings(n)) for n, a in members]
-            rows = zip(*columns, strict=True)
-            runs.append([template % tuple(map(orjson.dumps, row)) for row in rows])
+        elif kind == _OBJECT:  # 1-D strings
+            escaped = [k.replace(b"%", b"%%") for k in _keys(names)]
+            raw = [a.tolist() for _, a in members]
+            if _plain_text(names, raw):  # printable ASCII: the bytes are their own JSON text
+                template = b",".join(k + b'"%b"' for k in escaped)
+                runs.append([template % row for row in zip(*raw, strict=True)])
+            else:
+                template = b",".join(k + b"%b" for k in escaped)
+                columns = [tensor_json(a, tensor=n, strings=_strings(n)) for n, a in members]
+                rows = zip(*columns, strict=True)
+                runs.append([template % tuple(map(orjson.dumps, row)) for row in rows])
         else:  # 1-D numbers of one dtype; concatenate + transpose beats np.stack here
             keys = _keys(names)
             block = np.concatenate([a for _, a in members]).reshape(len(members), batch).T
             pieces = _number_text(block)[2:-2].split(b"],[")
             runs.append([(b"%b" + p.replace(b",", b",%b")) % keys for p in pieces])
-    if len(runs) == 1:
-        return b"[{" + b"},{".join(runs[0]) + b"}]"
-    return b"[{" + b"},{".join(b",".join(row) for row in zip(*runs, strict=True)) + b"}]"
+    # One join over [fragment, separator, fragment, ...] copies the text only once.
+    width = 2 * len(runs)
+    parts = [b","] * (1 + width * batch)
+    parts[0] = prefix + b"[{"
+    for i, run in enumerate(runs):
+        parts[1 + 2 * i :: width] = run
+    parts[width::width] = [b"},{"] * batch
+    parts[-1] = b"}]" + suffix
+    return b"".join(parts)
+
+
+def _plain_text(names: tuple[str, ...], columns: list[list[bytes]]) -> bool:
+    """True when every string is ASCII needing no JSON escape and none is sent as base64."""
+    if any(_strings(n) == "b64" for n in names):
+        return False
+    joined = b"".join(chain.from_iterable(columns))
+    return joined.isascii() and _NEEDS_ESCAPE.search(joined) is None
 
 
 def _run_kind(item: tuple[str, np.ndarray]) -> int | None:
