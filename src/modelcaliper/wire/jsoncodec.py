@@ -242,20 +242,19 @@ def _shape_and_leaves(data: Any, tensor: str) -> tuple[tuple[int, ...], list[Any
     return tuple(shape), level
 
 
+_KIND_NAMES = {
+    type(None): "null",
+    bool: "a boolean",
+    str: "a string",
+    int: "an integer",
+    float: "a floating-point number",
+}
+
+
 def _kind_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if type(value) is bool:
-        return "a boolean"
-    if type(value) is str:
-        return "a string"
     if type(value) is dict:
         return "a base64 object" if is_b64_object(value) else "an object"
-    if type(value) is float:
-        return "a floating-point number"
-    if type(value) is int:
-        return "an integer"
-    return f"a {type(value).__name__}"
+    return _KIND_NAMES.get(type(value), f"a {type(value).__name__}")
 
 
 def _decode_string(value: Any, tensor: str, b64: bool) -> bytes:

@@ -99,8 +99,9 @@ def tensor_meta(
     if type(shape) is not list or not all(type(d) is int for d in shape):
         raise WireError(f"'shape' must be a list of integers, got {shape!r}", tensor=name)
     if len(shape) > MAX_DIMS:
-        raise WireError(f"shape has {len(shape)} dimensions; at most {MAX_DIMS} are supported",
-                        tensor=name)
+        raise WireError(
+            f"shape has {len(shape)} dimensions; at most {MAX_DIMS} are supported", tensor=name
+        )
     if wildcard:
         if any(d < -1 for d in shape):
             raise WireError(f"shape {shape} has a dimension below -1", tensor=name)
