@@ -21,6 +21,24 @@ __all__ = ["element_count", "from_raw", "to_raw"]
 _LEN = struct.Struct("<I")
 
 
+class _PrefixedCache(dict):  # type: ignore[type-arg]
+    """``bytes -> length prefix + bytes``, filled on demand; short values only, bounded size."""
+
+    max_entries = 65536
+    max_value_bytes = 256
+
+    def __missing__(self, key: bytes) -> bytes:
+        value = _LEN.pack(len(key)) + key
+        if len(key) <= self.max_value_bytes:
+            if len(self) >= self.max_entries:
+                self.clear()
+            self[key] = value
+        return value
+
+
+_PREFIXED = _PrefixedCache()
+
+
 def element_count(shape: Sequence[int], *, tensor: str | None = None) -> int:
     """Number of elements of ``shape``; rejects negative dimensions."""
     count = 1
@@ -37,13 +55,10 @@ def to_raw(array: np.ndarray, dtype: DType) -> bytes:
         items = array.reshape(-1).tolist()
         if not items:
             return b""
-        # The length prefixes are built in one numpy pass and cut into 4-byte objects by a
-        # void view, so the only per-element Python work left is the final join.
-        lengths = np.fromiter(map(len, items), dtype="<u4", count=len(items))
-        parts: list[bytes] = [b""] * (2 * len(items))
-        parts[0::2] = np.frombuffer(lengths.tobytes(), dtype="V4").tolist()
-        parts[1::2] = items
-        return b"".join(parts)
+        # Each element maps to its length-prefixed form through a bounded dict; categorical
+        # features repeat a small vocabulary, so most lookups are C-level hits and the join
+        # is the only other per-element work.
+        return b"".join(map(_PREFIXED.__getitem__, items))
     target = dtype.numpy
     if array.dtype != target or not array.flags.c_contiguous:
         array = np.ascontiguousarray(array, dtype=target)
