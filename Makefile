@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo protos lint typecheck bench clean
+.PHONY: venv test demo protos lint typecheck bench clean docs
 
 venv: $(STAMP)
 
@@ -41,3 +41,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
+
+docs: $(STAMP)
+	$(PY) -m modelcaliper.cli.reference > docs/cli.md
