@@ -23,7 +23,7 @@ from modelcaliper.errors import CaliperError, UsageError
 
 __all__ = ["COMMANDS", "CaliperArgumentParser", "build_parser", "main"]
 
-COMMANDS: tuple[str, ...] = ("modelcaliper.cli.payload",)
+COMMANDS: tuple[str, ...] = ("modelcaliper.cli.payload", "modelcaliper.cli.serve_model")
 """Modules of the subcommands, in the order ``caliper --help`` lists them."""
 
 
