@@ -68,6 +68,7 @@ class Outcome:
     error_message: str = ""
     server_timing_ms: dict[str, float] = field(default_factory=dict)
     body: bytes | None = None  # the response body, kept only when the driver asks for it
+    headers: dict[str, str] | None = None  # response headers (lower-case names), kept with body
 
 
 @runtime_checkable
