@@ -402,6 +402,16 @@ def test_busy_port_exits_2_naming_it(mlp_model, which):
     assert all(json.loads(line)["event"] for line in logs)  # everything else is JSON
 
 
+def test_unusable_ready_file_exits_2_before_loading(mlp_model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run_failing(str(mlp_model), "--http-port", "0", "--grpc-port", "0",
+                         "--ready-file", str(blocker / "ready.json"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: UsageError: cannot create the ready file's directory {blocker}: File exists"]
+
+
 def test_profiler_port_needs_a_tensorflow_model(mlp_model):
     result = run_failing(str(mlp_model), "--http-port", "0", "--grpc-port", "0",
                          "--profiler-port", "6123")

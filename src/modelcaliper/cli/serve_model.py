@@ -25,7 +25,7 @@ examples:
   # server-side batching with TF Serving's parameters file
   caliper serve-model saved_model/ --enable-batching --batching-parameters batching.txt
 
-  # batching parameters as flags, two model threads for the unbatched path's queue
+  # batching parameters as flags instead of a file
   caliper serve-model model.onnx --enable-batching --max-batch-size 64 \\
       --batch-timeout-micros 2000 --allowed-batch-sizes 16,32,64
 
@@ -84,8 +84,8 @@ def register(subparsers: Any) -> None:
     run_group.add_argument("--warmup-requests", type=int, default=8, metavar="N",
                            help="synthetic predictions before declaring ready (default 8)")
     run_group.add_argument("--no-split-timing", dest="split_timing", action="store_false",
-                           help="time TF models' transform and model signatures as one compute "
-                                "phase (saves one signature call per request)")
+                           help="run TF models' serving_default alone, timed as one compute "
+                                "phase, instead of transform then model (one call less)")
     run_group.add_argument("--profiler-port", type=int, metavar="PORT",
                            help="start TensorFlow's profiler server on this port (TF models)")
     batch = parser.add_argument_group("batching (off unless --enable-batching, as in TF Serving)")

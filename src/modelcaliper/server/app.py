@@ -151,6 +151,12 @@ def serve(config: ServerConfig, *, log: EventLog | None = None) -> int:
     uvloop = import_optional("uvloop", "server", "the embedded model server")
     import_optional("uvicorn", "server", "the embedded model server")
     import_optional("httptools", "server", "the embedded model server")
+    if config.ready_file is not None:  # fail before a long model load, not after it
+        try:
+            config.ready_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the ready file's directory "
+                             f"{config.ready_file.parent}: {exc.strerror}") from None
     try:
         with _stop_on_signals():
             service = _load(config, log)
@@ -252,10 +258,13 @@ def _build_grpc(service: ModelService, metrics: Metrics, config: ServerConfig,
 
 def _write_ready_file(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` as JSON to ``path`` atomically: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(orjson.dumps(document) + b"\n")
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_bytes(orjson.dumps(document) + b"\n")
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write the ready file {path}: {exc.strerror}") from None
 
 
 async def _serve_async(config: ServerConfig, service: ModelService, log: EventLog) -> None:
@@ -298,31 +307,40 @@ async def _serve_async(config: ServerConfig, service: ModelService, log: EventLo
     server = _uvicorn_server(uv_config)
     servers.append(server)
     http_task = asyncio.create_task(server.serve(sockets=[http_sock]))
-    if grpc_server is not None:
-        await grpc_server.start()
-    while not server.started:
-        if http_task.done():  # uvicorn failed to start; surface its exception
-            await http_task
-            raise UsageError(f"the HTTP server on port {http_port} stopped during start-up")
-        await asyncio.sleep(0.005)
-
-    service.ready = True
-    document = {"http_port": http_port, "grpc_port": grpc_port, "pid": os.getpid(),
-                "model_name": service.model_name}
-    if config.ready_file is not None:
-        _write_ready_file(config.ready_file, document)
-    log.info("ready", host=config.host, **document)
-
-    waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait({waiter, http_task}, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    log.info("stop", signal=received[0] if received else None, in_flight=service.in_flight)
-    service.ready = False
-    server.should_exit = True
-    drains = [http_task]
-    if grpc_server is not None:
-        drains.append(asyncio.ensure_future(grpc_server.stop(config.grace_period_s)))
-    await asyncio.gather(*drains)
+    failed = True
+    try:
+        if grpc_server is not None:
+            await grpc_server.start()
+        while not server.started:
+            if http_task.done():  # uvicorn failed to start; surface its exception
+                await http_task
+                raise UsageError(f"the HTTP server on port {http_port} stopped during start-up")
+            await asyncio.sleep(0.005)
+        service.ready = True
+        document = {"http_port": http_port, "grpc_port": grpc_port, "pid": os.getpid(),
+                    "model_name": service.model_name}
+        if config.ready_file is not None:
+            _write_ready_file(config.ready_file, document)
+        log.info("ready", host=config.host, **document)
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, http_task}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        log.info("stop", signal=received[0] if received else None, in_flight=service.in_flight)
+        failed = False
+    finally:
+        # Stop accepting, let what is in flight finish (unless start-up failed), then close.
+        service.ready = False
+        server.should_exit = True
+        if failed:
+            server.force_exit = True
+        drains = [http_task]
+        if grpc_server is not None:
+            grace_s = 0.0 if failed else config.grace_period_s
+            drains.append(asyncio.ensure_future(grpc_server.stop(grace_s)))
+        outcomes = await asyncio.gather(*drains, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                log.error("stop_failed", error=f"{type(outcome).__name__}: {outcome}")
     if config.ready_file is not None:
         with contextlib.suppress(FileNotFoundError):
             config.ready_file.unlink()
