@@ -16,7 +16,8 @@ import pytest
 import zstandard
 
 from modelcaliper.server.batching import BatchingParameters
-from modelcaliper.server.http import INFER_PHASES, HttpFrontEnd, choose_encoding
+from modelcaliper.server.http import HttpFrontEnd, choose_encoding
+from modelcaliper.server.timing import REPORTED_PHASES as INFER_PHASES
 from modelcaliper.server.metrics import Metrics
 from modelcaliper.server.runtimes import open_runtime
 from modelcaliper.server.service import ModelService, ServiceOptions

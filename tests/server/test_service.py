@@ -14,6 +14,7 @@ from modelcaliper.server.batching import BatchingParameters, OverloadedError
 from modelcaliper.server.service import (
     ModelNotFoundError,
     ModelService,
+    NotReadyError,
     RuntimeFailure,
     ServiceOptions,
     classify_failure,
@@ -57,9 +58,11 @@ class FakeRuntime:
         raise NotImplementedError
 
 
-def make_service(runtime=None, **options):
-    return ModelService(runtime or FakeRuntime(), model_name="ranker", version="3",
-                        options=ServiceOptions(**options))
+def make_service(runtime=None, *, ready=True, **options):
+    service = ModelService(runtime or FakeRuntime(), model_name="ranker", version="3",
+                           options=ServiceOptions(**options))
+    service.ready = ready
+    return service
 
 
 def request(**kw):
@@ -92,6 +95,38 @@ def test_wrong_addresses_are_not_found(kw, fragment):
         setattr(req, key, value)
     with pytest.raises(ModelNotFoundError, match=fragment):
         asyncio.run(service.infer(req, PhaseTimer()))
+    service.close()
+
+
+def test_not_ready_until_warmed_up():
+    service = make_service(ready=False)
+    with pytest.raises(NotReadyError, match="not ready"):
+        asyncio.run(service.infer(request(), PhaseTimer()))
+    service.warm_up(2)
+    assert service.ready
+    asyncio.run(service.infer(request(), PhaseTimer()))
+    service.close()
+
+
+def test_unserved_signature_is_a_client_error():
+    service = make_service()
+    with pytest.raises(WireError, match="signature 'other' is not served"):
+        asyncio.run(service.infer(request(signature_name="other"), PhaseTimer()))
+    asyncio.run(service.infer(request(signature_name="serving_default"), PhaseTimer()))
+    service.close()
+
+
+def test_phases_add_up_to_the_total():
+    service = make_service(FakeRuntime(delay_s=0.01))
+    async def main():
+        timer = PhaseTimer()
+        await service.infer(request(), timer)
+        return timer.finish()
+
+    phases = asyncio.run(main())
+    parts = sum(v for k, v in phases.items() if k != "total")
+    assert phases["compute"] >= 10.0
+    assert parts == pytest.approx(phases["total"], abs=0.05)
     service.close()
 
 
@@ -171,6 +206,7 @@ def test_batched_service_merges_concurrent_requests():
         (ModelNotFoundError("nope"), 404, "NOT_FOUND"),
         (OverloadedError("full"), 503, "RESOURCE_EXHAUSTED"),
         (RuntimeFailure("boom"), 500, "INTERNAL"),
+        (NotReadyError("warming"), 503, "UNAVAILABLE"),
         (KeyError("bug"), 500, "INTERNAL"),
     ],
 )

@@ -46,7 +46,12 @@ from modelcaliper import __version__
 from modelcaliper.errors import PayloadTooLargeError, UsageError, WireError
 from modelcaliper.server.metrics import Metrics
 from modelcaliper.server.service import ModelService, OverloadedError, classify_failure
-from modelcaliper.server.timing import PhaseTimer, format_server_timing
+from modelcaliper.server.timing import (
+    REPORTED_PHASES,
+    PhaseTimer,
+    charge_failed_phase,
+    format_server_timing,
+)
 from modelcaliper.wire import grpc_methods as gm
 from modelcaliper.wire import openinference_grpc_meta as v2meta
 from modelcaliper.wire import tfserving_grpc_meta as tfmeta
@@ -57,7 +62,6 @@ from modelcaliper.wire.tfserving_grpc import TFServingGrpcCodec
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "ENTRYPOINT",
-    "REPORTED_PHASES",
     "SERVER_EXTENSIONS",
     "SERVER_NAME",
     "GrpcFrontEnd",
@@ -76,9 +80,6 @@ SERVER_NAME = "modelcaliper"
 SERVER_EXTENSIONS: tuple[str, ...] = ("binary_tensor_data",)
 """The v2 protocol extensions ``ServerMetadata`` lists (those the server as a whole supports)."""
 
-REPORTED_PHASES: tuple[str, ...] = ("recv", "decode", "queue", "batch", "compute", "encode")
-"""Phases every inference call reports (0 when it did not get that far), as over HTTP."""
-
 _TRAILER_TIMING = "server-timing"
 _REQUEST_ID = "x-request-id"
 _TF_METADATA_FIELDS = ("signature_def",)
@@ -92,19 +93,6 @@ def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[tuple[str,
         if key == _REQUEST_ID:
             return ((_REQUEST_ID, value),)
     return ()
-
-
-def _charge_failed_phase(timer: PhaseTimer) -> None:
-    """Charge the time since the last lap to the phase a failed inference call was in."""
-    done = timer.durations_ns
-    if "decode" not in done:
-        timer.lap("decode")  # a malformed message
-    elif "queue" not in done:
-        timer.lap("queue")  # refused by validation or a full queue before a model slot
-    elif "compute" not in done:
-        timer.lap("compute")  # the model itself raised
-    else:
-        timer.lap("encode")
 
 
 def _tf_version(version: str) -> str | None:
@@ -154,7 +142,6 @@ class GrpcFrontEnd:
     def _inference(self, codec: Codec, api: str, reply_version: str | None) -> gm.BytesHandler:
         """A Predict / ModelInfer handler: decode, infer, encode, with phases and metrics."""
         service, metrics = self.service, self.metrics
-        served_signature = service.runtime.signature.name
 
         async def handler(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             timer = PhaseTimer()
@@ -165,23 +152,15 @@ class GrpcFrontEnd:
             message = ""
             reply = b""
             try:
-                if not service.ready:
-                    status = grpc.StatusCode.UNAVAILABLE
-                    message = f"model '{service.model_name}' is not ready yet (warming up)"
-                else:
-                    request = codec.decode_request(body)
-                    timer.lap("decode")
-                    rows = request.batch_size
-                    wanted = request.signature_name
-                    if wanted and wanted != served_signature:
-                        raise WireError(f"signature '{wanted}' is not served; this server "
-                                        f"serves '{served_signature}'")
-                    response = await service.infer(request, timer)
-                    response.model_version = reply_version
-                    reply = codec.encode_response(response, request).body
-                    timer.lap("encode")
+                request = codec.decode_request(body)
+                timer.lap("decode")
+                rows = request.batch_size
+                response = await service.infer(request, timer)
+                response.model_version = reply_version
+                reply = codec.encode_response(response, request).body
+                timer.lap("encode")
             except Exception as exc:  # every failure becomes a status; the server keeps serving
-                _charge_failed_phase(timer)
+                charge_failed_phase(timer)
                 failure = classify_failure(exc)
                 status, message = grpc.StatusCode[failure.grpc_code], failure.message
                 if isinstance(exc, OverloadedError | PayloadTooLargeError):

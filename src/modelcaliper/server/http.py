@@ -36,7 +36,12 @@ from modelcaliper.server.batching import OverloadedError
 from modelcaliper.server.logging import EventLog
 from modelcaliper.server.metrics import Metrics
 from modelcaliper.server.service import Failure, ModelService, classify_failure
-from modelcaliper.server.timing import PhaseTimer, format_server_timing
+from modelcaliper.server.timing import (
+    REPORTED_PHASES,
+    PhaseTimer,
+    charge_failed_phase,
+    format_server_timing,
+)
 from modelcaliper.wire.base import DEFAULT_MAX_BODY_BYTES, Encoded
 from modelcaliper.wire.compression import Compression, compress, decompress
 from modelcaliper.wire.jsoncodec import error_body
@@ -65,8 +70,6 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 COMPRESS_MIN_BYTES = 1024
 """Smaller responses are sent as they are: compressing them saves less than it costs."""
 METRICS_PATHS = ("/metrics", "/monitoring/prometheus/metrics")
-INFER_PHASES = ("recv", "decode", "queue", "batch", "compute", "encode")
-"""Phases every inference response lists, zero when the request did not get that far."""
 
 _PREFERENCE: tuple[Compression, ...] = ("zstd", "gzip", "deflate")
 _REQUEST_ENCODINGS: dict[str, Compression] = {
@@ -198,7 +201,7 @@ class HttpFrontEnd:
             if isinstance(exc, HttpError) and exc.allow:
                 reply.headers.append((b"allow", exc.allow.encode()))
             if call.infer:
-                _charge_failed_phase(timer)
+                charge_failed_phase(timer)
             call.unread = call.unread or isinstance(exc, PayloadTooLargeError)
             if failure.http_status == 500:
                 self._log_failure(scope, failure)
@@ -244,13 +247,9 @@ class HttpFrontEnd:
                                              service.version))
         call.infer = True
         _require(method, "POST")
-        _check_ready(service, where.model, where.version, where.label)
+        service.check_ready(where.model, where.version, where.label)
         body = await self._read_body(receive, headers, timer, call)
         request = self._tf.decode_request(body, headers, path=path)
-        wanted = request.signature_name
-        if wanted and wanted != service.runtime.signature.name:
-            raise WireError(f"signature '{wanted}' is not served; this server serves "
-                            f"'{service.runtime.signature.name}'")
         return await self._infer(request, self._tf, timer)
 
     async def _v2_route(
@@ -280,7 +279,7 @@ class HttpFrontEnd:
                                                 [service.version], service.runtime.platform))
         call.infer = True
         _require(method, "POST")
-        _check_ready(service, where.model or "", where.version)
+        service.check_ready(where.model or "", where.version)
         body = await self._read_body(receive, headers, timer, call)
         request = self._v2.decode_request(body, headers, path=path)
         return await self._infer(request, self._v2, timer)
@@ -360,7 +359,7 @@ class HttpFrontEnd:
         timer.lap("encode")
         phases = timer.finish()
         if call.infer:
-            for phase in INFER_PHASES:
+            for phase in REPORTED_PHASES:
                 phases.setdefault(phase, 0.0)
         headers.append((b"content-length", str(len(body)).encode()))
         headers.append((b"server-timing", format_server_timing(phases).encode()))
@@ -391,28 +390,6 @@ class HttpFrontEnd:
         self._errors_suppressed = 0
 
 
-def _charge_failed_phase(timer: PhaseTimer) -> None:
-    """Charge the time since the last lap to the phase a failed inference request was in."""
-    done = timer.durations_ns
-    if "recv" not in done:
-        timer.lap("recv")
-    elif "decode" not in done:
-        timer.lap("decode")
-    elif "queue" in done and "compute" not in done:
-        timer.lap("compute")  # the model itself raised
-    elif "queue" not in done:
-        timer.lap("queue")  # refused by validation or a full queue before a model slot
-
-
 def _require(method: str, wanted: str) -> None:
     if method != wanted:
         raise HttpError(405, "UNIMPLEMENTED", f"use {wanted} here, not {method}", allow=wanted)
-
-
-def _check_ready(
-    service: ModelService, model: str, version: str | None, label: str | None = None
-) -> None:
-    """Check the model's address, then that it is ready to predict (503 until it is)."""
-    service.check_model(model, version, label)
-    if not service.ready:
-        raise HttpError(503, "UNAVAILABLE", f"model '{model}' is not ready yet (warming up)")

@@ -32,6 +32,7 @@ __all__ = [
     "Failure",
     "ModelNotFoundError",
     "ModelService",
+    "NotReadyError",
     "OverloadedError",
     "RuntimeFailure",
     "ServiceOptions",
@@ -41,6 +42,10 @@ __all__ = [
 
 class ModelNotFoundError(Exception):
     """The request names a model or version this server does not serve (404 / NOT_FOUND)."""
+
+
+class NotReadyError(Exception):
+    """The model is still loading or warming up (503 / UNAVAILABLE)."""
 
 
 class RuntimeFailure(Exception):
@@ -104,10 +109,21 @@ class ModelService:
         if label not in (None, "", "stable", "latest"):
             raise ModelNotFoundError(f"model '{name}' has no version label '{label}'")
 
+    def check_ready(self, name: str, version: str | None = None, label: str | None = None) -> None:
+        """``check_model``, then raise ``NotReadyError`` until the model has warmed up."""
+        self.check_model(name, version, label)
+        if not self.ready:
+            raise NotReadyError(f"model '{name}' is not ready yet (warming up)")
+
     async def infer(self, request: InferRequest, timer: PhaseTimer) -> InferResponse:
-        """Run one decoded request; phases go into ``timer``."""
-        self.check_model(request.model_name, request.model_version, request.version_label)
+        """Run one decoded request; phases go into ``timer`` (validation counts as decode)."""
+        self.check_ready(request.model_name, request.model_version, request.version_label)
+        served = self.runtime.signature.name
+        if request.signature_name and request.signature_name != served:
+            raise WireError(f"signature '{request.signature_name}' is not served; this server "
+                            f"serves '{served}'")
         inputs = validate_inputs(self.runtime.signature, request.inputs)
+        timer.lap("decode")
         wanted = self._requested_outputs(request)
         self._in_flight += 1
         try:
@@ -155,9 +171,7 @@ class ModelService:
             timer.lap("queue")
             loop = asyncio.get_running_loop()
             outputs, phases_ns = await loop.run_in_executor(self._executor, self._run, inputs)
-            for phase, ns in phases_ns.items():
-                timer.add(phase, ns)
-            timer.skip_to_now()
+            self._charge(timer, phases_ns)
             return outputs
         finally:
             self._slots.release()
@@ -194,10 +208,23 @@ class ModelService:
     ) -> dict[str, np.ndarray]:
         assert self._batcher is not None
         outputs, phases_ns = await self._batcher.submit(inputs, max(rows, 1))
-        timer.skip_to_now()
+        self._charge(timer, phases_ns)
+        return outputs
+
+    @staticmethod
+    def _charge(timer: PhaseTimer, phases_ns: dict[str, int]) -> None:
+        """Add phases measured on a model thread; the rest of the wait counts as queue.
+
+        Handing a finished prediction back to the event loop takes time that belongs to no
+        model phase; it is waiting, so it is charged to ``queue`` and the phases still add
+        up to ``total``.
+        """
+        elapsed = time.perf_counter_ns() - timer.mark_ns
+        measured = sum(ns for name, ns in phases_ns.items() if name not in ("transform", "model"))
         for phase, ns in phases_ns.items():
             timer.add(phase, ns)
-        return outputs
+        timer.add("queue", max(0, elapsed - measured))
+        timer.skip_to_now()
 
     def warm_up(self, requests: int) -> None:
         """Run ``requests`` predictions on synthetic inputs before declaring the model ready."""
@@ -240,6 +267,8 @@ def classify_failure(exc: BaseException) -> Failure:
         return Failure(400, "INVALID_ARGUMENT", str(exc))
     if isinstance(exc, ModelNotFoundError):
         return Failure(404, "NOT_FOUND", str(exc))
+    if isinstance(exc, NotReadyError):
+        return Failure(503, "UNAVAILABLE", str(exc))
     if isinstance(exc, OverloadedError):
         return Failure(503, "RESOURCE_EXHAUSTED", f"server overloaded: {exc}")
     if isinstance(exc, RuntimeFailure):

@@ -19,7 +19,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
-__all__ = ["PHASES", "PhaseTimer", "format_server_timing", "parse_server_timing"]
+__all__ = [
+    "PHASES",
+    "REPORTED_PHASES",
+    "PhaseTimer",
+    "charge_failed_phase",
+    "format_server_timing",
+    "parse_server_timing",
+]
 
 PHASES: tuple[str, ...] = (
     "recv",
@@ -32,6 +39,10 @@ PHASES: tuple[str, ...] = (
     "encode",
     "total",
 )
+
+
+REPORTED_PHASES: tuple[str, ...] = ("recv", "decode", "queue", "batch", "compute", "encode")
+"""Phases every inference response reports, 0 when the request did not get that far."""
 
 
 class PhaseTimer:
@@ -51,6 +62,11 @@ class PhaseTimer:
         self._mark_ns = now
         return now
 
+    @property
+    def mark_ns(self) -> int:
+        """When the current (not yet lapped) phase began."""
+        return self._mark_ns
+
     def add(self, phase: str, duration_ns: int) -> None:
         """Record a phase measured elsewhere (for example inside a batching thread)."""
         self.durations_ns[phase] = self.durations_ns.get(phase, 0) + max(0, int(duration_ns))
@@ -63,6 +79,21 @@ class PhaseTimer:
         """Set ``total`` from the start to now and return all phases in milliseconds."""
         self.durations_ns["total"] = time.perf_counter_ns() - self.start_ns
         return {k: v / 1e6 for k, v in self.durations_ns.items()}
+
+
+def charge_failed_phase(timer: PhaseTimer) -> None:
+    """Charge the time since the last lap to the phase a failed inference request was in.
+
+    Phases are lapped in order (recv, decode, queue, compute, encode), so the first one
+    missing is where the request stopped: a malformed body in decode, a full queue or bad
+    inputs in queue, the model's own failure in compute.
+    """
+    done = timer.durations_ns
+    for phase in ("recv", "decode", "queue", "compute", "encode"):
+        if phase not in done:
+            timer.lap(phase)
+            return
+    timer.lap("encode")
 
 
 def format_server_timing(phases_ms: Mapping[str, float]) -> str:
