@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import orjson
@@ -130,34 +131,43 @@ def main(argv: list[str] | None = None) -> int:
     reps, min_s = (20, 0.05) if args.quick else (200, 0.5)
 
     results = []
-    header = (f"{'encoding':<26}{'layout':<13}{'bytes':>9}{'encode µs':>11}{'decode µs':>11}"
-              f"{'naive µs':>10}{'vs naive':>10}{'vs orjson':>11}")
+    header = (
+        f"{'encoding':<26}{'layout':<13}{'bytes':>9}{'encode µs':>11}{'decode µs':>11}"
+        f"{'naive µs':>10}{'vs naive':>10}{'vs orjson':>11}"
+    )
     print(header)
     print("-" * len(header))
     for layout in ("grouped", "per-feature"):
         arrays = demo_batch(layout)
-        floor_us = median_us(lambda: orjson_floor(arrays), min_reps=reps, min_s=min_s)
+        floor_us = median_us(partial(orjson_floor, arrays), min_reps=reps, min_s=min_s)
         for name in ENCODINGS:
             codec = get_codec(name)
             request = InferRequest(arrays, model_name="ranker")
             encoded = codec.encode_request(request)
             headers = dict(encoded.headers)
-            enc_us = median_us(lambda: codec.encode_request(request), min_reps=reps, min_s=min_s)
-            dec_us = median_us(lambda: codec.decode_request(encoded.body, headers),
-                               min_reps=reps, min_s=min_s)
+            enc_us = median_us(partial(codec.encode_request, request), min_reps=reps, min_s=min_s)
+            dec_us = median_us(
+                partial(codec.decode_request, encoded.body, headers), min_reps=reps, min_s=min_s
+            )
             naive = NAIVE[name]
-            naive_us = median_us(lambda: naive(arrays), min_reps=max(5, reps // 10), min_s=min_s)
+            naive_us = median_us(partial(naive, arrays), min_reps=max(5, reps // 10), min_s=min_s)
             is_json = "rest" in name and "binary" not in name
             row = {
-                "encoding": name, "layout": layout, "request_bytes": len(encoded.body),
-                "encode_us": round(enc_us, 1), "decode_us": round(dec_us, 1),
-                "naive_encode_us": round(naive_us, 1), "speedup_vs_naive": round(naive_us / enc_us, 1),
+                "encoding": name,
+                "layout": layout,
+                "request_bytes": len(encoded.body),
+                "encode_us": round(enc_us, 1),
+                "decode_us": round(dec_us, 1),
+                "naive_encode_us": round(naive_us, 1),
+                "speedup_vs_naive": round(naive_us / enc_us, 1),
                 "ratio_vs_orjson": round(enc_us / floor_us, 2) if is_json else None,
             }
             results.append(row)
             vs_orjson = f"{row['ratio_vs_orjson']:.2f}x" if is_json else "-"
-            print(f"{name:<26}{layout:<13}{len(encoded.body):>9}{enc_us:>11.1f}{dec_us:>11.1f}"
-                  f"{naive_us:>10.1f}{row['speedup_vs_naive']:>9.1f}x{vs_orjson:>11}")
+            print(
+                f"{name:<26}{layout:<13}{len(encoded.body):>9}{enc_us:>11.1f}{dec_us:>11.1f}"
+                f"{naive_us:>10.1f}{row['speedup_vs_naive']:>9.1f}x{vs_orjson:>11}"
+            )
         print(f"{'(orjson.dumps floor)':<26}{layout:<13}{'':>9}{floor_us:>11.1f}")
     if args.json:
         with open(args.json, "w") as fh:

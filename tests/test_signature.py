@@ -13,7 +13,8 @@ def test_list_form(tmp_path):
     path = tmp_path / "sig.json"
     path.write_text(
         '{"inputs": [{"name": "price", "dtype": "float32", "shape": [-1]},'
-        ' {"name": "tags", "dtype": "DT_STRING", "shape": [-1, 3], "generator": {"kind": "categorical"}}],'
+        ' {"name": "tags", "dtype": "DT_STRING", "shape": [-1, 3],'
+        ' "generator": {"kind": "categorical"}}],'
         ' "outputs": [{"name": "score", "dtype": "FP32", "shape": [-1, 1]}]}'
     )
     sig = load_signature_file(path)

@@ -40,7 +40,9 @@ class TensorSpec:
         object.__setattr__(self, "dtype", parse_dtype(self.dtype))
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
         if any(d < -1 for d in self.shape):
-            raise DataError(f"input '{self.name}': shape {list(self.shape)} has a dimension below -1")
+            raise DataError(
+                f"input '{self.name}': shape {list(self.shape)} has a dimension below -1"
+            )
 
     def row_shape(self) -> tuple[int, ...]:
         """The shape of one row (the shape without its batch dimension)."""
@@ -88,7 +90,9 @@ class Signature:
 
 def _specs(raw: Any, source: str, section: str) -> tuple[TensorSpec, ...]:
     if isinstance(raw, Mapping):
-        raw = [{"name": k, **(v if isinstance(v, Mapping) else {"dtype": v})} for k, v in raw.items()]
+        raw = [
+            {"name": k, **(v if isinstance(v, Mapping) else {"dtype": v})} for k, v in raw.items()
+        ]
     if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
         raise DataError(f"{source}: '{section}' must be a list or an object keyed by name")
     specs = []
@@ -102,7 +106,9 @@ def _specs(raw: Any, source: str, section: str) -> tuple[TensorSpec, ...]:
         seen.add(name)
         shape = entry.get("shape", [-1])
         if not isinstance(shape, Sequence) or not all(isinstance(d, int) for d in shape):
-            raise DataError(f"{source}: {section} '{name}': shape must be a list of integers, got {shape!r}")
+            raise DataError(
+                f"{source}: {section} '{name}': shape must be a list of integers, got {shape!r}"
+            )
         try:
             dtype = parse_dtype(entry["dtype"])
         except WireError as exc:
@@ -116,7 +122,9 @@ def load_signature_file(path: str | Path) -> Signature:
     """Read a signature JSON file; errors name the file and the fix."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"signature file {p} does not exist; pass a JSON file with an 'inputs' list")
+        raise DataError(
+            f"signature file {p} does not exist; pass a JSON file with an 'inputs' list"
+        )
     try:
         data = orjson.loads(p.read_bytes())
     except orjson.JSONDecodeError as exc:

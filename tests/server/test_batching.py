@@ -63,7 +63,10 @@ def test_text_format_is_parsed(tmp_path):
         ("max_batch_size = 3", "cannot read"),  # wrong syntax
         ("max_batch_size { value: 0 }", "must be >= 1"),  # out of range
         ("max_batch_size { value: 8 }\nallowed_batch_sizes: 4", "must equal max_batch_size"),
-        ("max_batch_size { value: 8 }\nallowed_batch_sizes: 8\nallowed_batch_sizes: 4", "increasing"),
+        (
+            "max_batch_size { value: 8 }\nallowed_batch_sizes: 8\nallowed_batch_sizes: 4",
+            "increasing",
+        ),
         ("pad_variable_length_inputs: yes", "not a valid value"),
         ("max_batch_timeout { value: 3 }", "unknown batching parameter"),
     ],
@@ -89,7 +92,7 @@ def test_concurrent_requests_share_one_model_call_and_get_their_own_rows():
 
     xs, results = run(main())
     assert model.batch_sizes == [8]  # four requests of two rows fill one batch
-    for x, (outputs, phases) in zip(xs, results):
+    for x, (outputs, phases) in zip(xs, results, strict=True):
         assert np.array_equal(outputs["y"], x * 2)
         assert set(phases) == {"batch", "queue", "compute"}
     batcher.close()
@@ -113,7 +116,9 @@ def test_timeout_closes_a_partial_batch():
 
 def test_allowed_batch_sizes_pad_with_the_first_row_and_outputs_are_trimmed():
     model = RecordingModel()
-    params = BatchingParameters(max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(4, 8))
+    params = BatchingParameters(
+        max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(4, 8)
+    )
     batcher = Batcher(model, params)
     outputs, _ = run(batcher.submit({"x": np.arange(3.0).reshape(3, 1)}, 3))
     assert model.batch_sizes == [4]
@@ -123,8 +128,12 @@ def test_allowed_batch_sizes_pad_with_the_first_row_and_outputs_are_trimmed():
 
 def test_variable_length_inputs_need_padding_enabled():
     async def main(pad):
-        batcher = Batcher(RecordingModel(), BatchingParameters(
-            max_batch_size=4, batch_timeout_micros=50_000, pad_variable_length_inputs=pad))
+        batcher = Batcher(
+            RecordingModel(),
+            BatchingParameters(
+                max_batch_size=4, batch_timeout_micros=50_000, pad_variable_length_inputs=pad
+            ),
+        )
         try:
             return await asyncio.gather(
                 batcher.submit({"x": np.ones((1, 2))}, 1),
@@ -151,8 +160,9 @@ def test_oversize_request_is_rejected():
 
 def test_queue_overflow_rejects_at_once():
     model = RecordingModel(delay_s=0.2)
-    batcher = Batcher(model, BatchingParameters(max_batch_size=1, num_batch_threads=1,
-                                                max_enqueued_batches=2))
+    batcher = Batcher(
+        model, BatchingParameters(max_batch_size=1, num_batch_threads=1, max_enqueued_batches=2)
+    )
 
     async def main():
         tasks = [asyncio.ensure_future(batcher.submit({"x": np.ones((1, 1))}, 1)) for _ in range(6)]
@@ -173,8 +183,9 @@ def test_model_errors_reach_every_request_of_the_batch():
     batcher = Batcher(broken, BatchingParameters(max_batch_size=4, batch_timeout_micros=20_000))
 
     async def main():
-        return await asyncio.gather(*(batcher.submit({"x": np.ones((1, 1))}, 1) for _ in range(2)),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(batcher.submit({"x": np.ones((1, 1))}, 1) for _ in range(2)), return_exceptions=True
+        )
 
     results = run(main())
     assert all(isinstance(r, RuntimeError) and "kernel failed" in str(r) for r in results)

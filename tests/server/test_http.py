@@ -17,10 +17,10 @@ import zstandard
 
 from modelcaliper.server.batching import BatchingParameters
 from modelcaliper.server.http import HttpFrontEnd, choose_encoding
-from modelcaliper.server.timing import REPORTED_PHASES as INFER_PHASES
 from modelcaliper.server.metrics import Metrics
 from modelcaliper.server.runtimes import open_runtime
 from modelcaliper.server.service import ModelService, ServiceOptions
+from modelcaliper.server.timing import REPORTED_PHASES as INFER_PHASES
 from modelcaliper.server.timing import parse_server_timing
 from modelcaliper.wire.openinference_rest import V2RestCodec
 from modelcaliper.wire.tensors import InferRequest
@@ -60,8 +60,10 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 async def call(app, method, path, body=b"", headers=(), *, chunks=None, disconnect=False):
     """One request through ``app``; ``chunks`` streams the body, ``disconnect`` drops it."""
     pieces = list(chunks) if chunks is not None else [body]
-    messages = [{"type": "http.request", "body": p, "more_body": i < len(pieces) - 1}
-                for i, p in enumerate(pieces)]
+    messages = [
+        {"type": "http.request", "body": p, "more_body": i < len(pieces) - 1}
+        for i, p in enumerate(pieces)
+    ]
     if disconnect:
         messages[-1]["more_body"] = True
         messages.append({"type": "http.disconnect"})
@@ -75,8 +77,9 @@ async def call(app, method, path, body=b"", headers=(), *, chunks=None, disconne
         sent.append(message)
 
     raw_headers = [(k.lower().encode(), v.encode()) for k, v in dict(headers).items()]
-    await app({"type": "http", "method": method, "path": path, "headers": raw_headers},
-              receive, send)
+    await app(
+        {"type": "http", "method": method, "path": path, "headers": raw_headers}, receive, send
+    )
     if not sent:
         return None
     start, body_message = sent
@@ -145,34 +148,48 @@ def v2_body(inputs, binary=False, **fields):
 # --------------------------------------------------------------------------- routes
 
 
-@pytest.mark.parametrize(("method", "path", "status", "expect"), [
-    ("GET", "/v2", 200, {"name": "modelcaliper"}),                     # server metadata
-    ("GET", "/v2/health/live", 200, {"live": True}),                   # liveness
-    ("GET", "/v2/health/ready", 200, {"ready": True}),                 # readiness
-    ("GET", "/v2/models/mlp", 200, {"name": "mlp", "versions": ["1"]}),  # model metadata
-    ("GET", "/v2/models/mlp/versions/1", 200, {"platform": "onnxruntime_onnx"}),
-    ("GET", "/v2/models/mlp/ready", 200, {"ready": True}),             # model readiness
-    ("GET", "/v2/models/mlp/versions/1/ready", 200, {"ready": True}),
-    ("GET", "/v2/models/other", 404, None),                            # unknown model
-    ("GET", "/v2/models/mlp/versions/9", 404, None),                   # unknown version
-    ("GET", "/v2/models/mlp/nope", 404, None),                         # unknown model route
-    ("POST", "/v2/models/mlp", 405, None),                             # metadata is GET
-    ("GET", "/v2/models/mlp/infer", 405, None),                        # infer is POST
-    ("GET", "/v1/models/mlp", 200, {"model_version_status": [
-        {"version": "1", "state": "AVAILABLE",
-         "status": {"error_code": "OK", "error_message": ""}}]}),      # TF status
-    ("GET", "/v1/models/mlp/versions/1", 200, None),                   # status of a version
-    ("GET", "/v1/models/mlp/labels/stable", 200, None),                # status by label
-    ("GET", "/v1/models/mlp/versions/2", 404, None),                   # unknown version
-    ("GET", "/v1/models/mlp/labels/canary", 404, None),                # unknown label
-    ("GET", "/v1/models/nope/metadata", 404, None),                    # unknown model
-    ("GET", "/v1/models/mlp/what/ever", 404, None),                    # malformed TF path
-    ("POST", "/v1/models/mlp:classify", 501, None),                    # Classify API
-    ("POST", "/v1/models/mlp:regress", 501, None),                     # Regress API
-    ("GET", "/v1/models/mlp:predict", 405, None),                      # predict is POST
-    ("GET", "/nothing/here", 404, None),                               # unknown path
-    ("POST", "/metrics", 405, None),                                   # metrics is GET
-])
+@pytest.mark.parametrize(
+    ("method", "path", "status", "expect"),
+    [
+        ("GET", "/v2", 200, {"name": "modelcaliper"}),  # server metadata
+        ("GET", "/v2/health/live", 200, {"live": True}),  # liveness
+        ("GET", "/v2/health/ready", 200, {"ready": True}),  # readiness
+        ("GET", "/v2/models/mlp", 200, {"name": "mlp", "versions": ["1"]}),  # model metadata
+        ("GET", "/v2/models/mlp/versions/1", 200, {"platform": "onnxruntime_onnx"}),
+        ("GET", "/v2/models/mlp/ready", 200, {"ready": True}),  # model readiness
+        ("GET", "/v2/models/mlp/versions/1/ready", 200, {"ready": True}),
+        ("GET", "/v2/models/other", 404, None),  # unknown model
+        ("GET", "/v2/models/mlp/versions/9", 404, None),  # unknown version
+        ("GET", "/v2/models/mlp/nope", 404, None),  # unknown model route
+        ("POST", "/v2/models/mlp", 405, None),  # metadata is GET
+        ("GET", "/v2/models/mlp/infer", 405, None),  # infer is POST
+        (
+            "GET",
+            "/v1/models/mlp",
+            200,
+            {
+                "model_version_status": [
+                    {
+                        "version": "1",
+                        "state": "AVAILABLE",
+                        "status": {"error_code": "OK", "error_message": ""},
+                    }
+                ]
+            },
+        ),  # TF status
+        ("GET", "/v1/models/mlp/versions/1", 200, None),  # status of a version
+        ("GET", "/v1/models/mlp/labels/stable", 200, None),  # status by label
+        ("GET", "/v1/models/mlp/versions/2", 404, None),  # unknown version
+        ("GET", "/v1/models/mlp/labels/canary", 404, None),  # unknown label
+        ("GET", "/v1/models/nope/metadata", 404, None),  # unknown model
+        ("GET", "/v1/models/mlp/what/ever", 404, None),  # malformed TF path
+        ("POST", "/v1/models/mlp:classify", 501, None),  # Classify API
+        ("POST", "/v1/models/mlp:regress", 501, None),  # Regress API
+        ("GET", "/v1/models/mlp:predict", 405, None),  # predict is POST
+        ("GET", "/nothing/here", 404, None),  # unknown path
+        ("POST", "/metrics", 405, None),  # metrics is GET
+    ],
+)
 def test_routes(loop, app, method, path, status, expect):
     reply = run(loop, app, method, path)
     assert reply.status == status, reply.body
@@ -262,8 +279,10 @@ def test_v2_requested_outputs_and_binary_per_output(loop, multi):
     app = make_app(multi, name="multi")
     inputs = multi_io_inputs(3)
     doc = orjson.loads(v2_body(inputs)[0])
-    doc["outputs"] = [{"name": "count_next", "parameters": {"binary_data": True}},
-                      {"name": "token_echo"}]
+    doc["outputs"] = [
+        {"name": "count_next", "parameters": {"binary_data": True}},
+        {"name": "token_echo"},
+    ]
     reply = run(loop, app, "POST", "/v2/models/multi/infer", orjson.dumps(doc))
     response = V2RestCodec().decode_response(reply.body, reply.headers)
     assert list(response.outputs) == ["count_next", "token_echo"]
@@ -303,16 +322,20 @@ def test_transform_and_model_phases_of_a_tf_model(loop, tf_ranking_base):
     expected = runtime.predict(inputs)
     assert all(same(outputs[n], expected[n]) for n in expected)
     # The base path serves its highest version; version 1 is not served.
-    assert run(loop, app, "POST", "/v1/models/ranker/versions/1:predict",
-               encoded.body).status == 404
-    assert run(loop, app, "POST", "/v1/models/ranker/versions/2:predict",
-               encoded.body).status == 200
+    assert (
+        run(loop, app, "POST", "/v1/models/ranker/versions/1:predict", encoded.body).status == 404
+    )
+    assert (
+        run(loop, app, "POST", "/v1/models/ranker/versions/2:predict", encoded.body).status == 200
+    )
 
 
 def test_request_id_is_echoed_on_success_and_errors(loop, app):
-    for method, path, body in [("POST", "/v2/models/mlp/infer", v2_body(mlp_inputs(1))[0]),
-                               ("POST", "/v2/models/mlp/infer", b"{}"),
-                               ("GET", "/missing", b"")]:
+    for method, path, body in [
+        ("POST", "/v2/models/mlp/infer", v2_body(mlp_inputs(1))[0]),
+        ("POST", "/v2/models/mlp/infer", b"{}"),
+        ("GET", "/missing", b""),
+    ]:
         reply = run(loop, app, method, path, body, {"x-request-id": "req-42"})
         assert reply.headers["x-request-id"] == "req-42"
 
@@ -324,39 +347,89 @@ def _rows(rows):
     return orjson.dumps({"instances": rows})
 
 
-@pytest.mark.parametrize(("path", "body", "status", "named"), [
-    # unknown input name
-    ("/v1/models/mlp:predict", _rows([{"feature": [0.0] * 300}]), 400, "feature"),
-    # strings where numbers belong
-    ("/v1/models/mlp:predict", _rows([["a"] * 300]), 400, "features"),
-    # wrong width
-    ("/v1/models/mlp:predict", _rows([[0.0] * 299]), 400, "features"),
-    # ragged rows
-    ("/v1/models/mlp:predict", _rows([[0.0] * 300, [0.0] * 3]), 400, "features"),
-    # malformed JSON
-    ("/v1/models/mlp:predict", b'{"instances": [', 400, "JSON"),
-    # neither instances nor inputs
-    ("/v1/models/mlp:predict", b'{"rows": []}', 400, "instances"),
-    # a signature this server does not serve
-    ("/v1/models/mlp:predict", orjson.dumps({"signature_name": "transform",
-                                             "instances": [[0.0] * 300]}), 400, "transform"),
-    # v2: wrong datatype for the input
-    ("/v2/models/mlp/infer", orjson.dumps({"inputs": [{"name": "features", "shape": [1, 300],
-                                          "datatype": "BYTES", "data": ["x"] * 300}]}),
-     400, "features"),
-    # v2: shape and data disagree
-    ("/v2/models/mlp/infer", orjson.dumps({"inputs": [{"name": "features", "shape": [2, 300],
-                                          "datatype": "FP32", "data": [0.0] * 300}]}),
-     400, "features"),
-    # v2: unknown output requested
-    ("/v2/models/mlp/infer", orjson.dumps({"inputs": [{"name": "features", "shape": [1, 300],
-                                          "datatype": "FP32", "data": [0.0] * 300}],
-                                          "outputs": [{"name": "logits"}]}), 400, "logits"),
-    # unknown model / version on the infer routes
-    ("/v2/models/other/infer", b"{}", 404, "other"),
-    ("/v2/models/mlp/versions/3/infer", b"{}", 404, "3"),
-    ("/v1/models/other:predict", b"{}", 404, "other"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "status", "named"),
+    [
+        # unknown input name
+        ("/v1/models/mlp:predict", _rows([{"feature": [0.0] * 300}]), 400, "feature"),
+        # strings where numbers belong
+        ("/v1/models/mlp:predict", _rows([["a"] * 300]), 400, "features"),
+        # wrong width
+        ("/v1/models/mlp:predict", _rows([[0.0] * 299]), 400, "features"),
+        # ragged rows
+        ("/v1/models/mlp:predict", _rows([[0.0] * 300, [0.0] * 3]), 400, "features"),
+        # malformed JSON
+        ("/v1/models/mlp:predict", b'{"instances": [', 400, "JSON"),
+        # neither instances nor inputs
+        ("/v1/models/mlp:predict", b'{"rows": []}', 400, "instances"),
+        # a signature this server does not serve
+        (
+            "/v1/models/mlp:predict",
+            orjson.dumps({"signature_name": "transform", "instances": [[0.0] * 300]}),
+            400,
+            "transform",
+        ),
+        # v2: wrong datatype for the input
+        (
+            "/v2/models/mlp/infer",
+            orjson.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "features",
+                            "shape": [1, 300],
+                            "datatype": "BYTES",
+                            "data": ["x"] * 300,
+                        }
+                    ]
+                }
+            ),
+            400,
+            "features",
+        ),
+        # v2: shape and data disagree
+        (
+            "/v2/models/mlp/infer",
+            orjson.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "features",
+                            "shape": [2, 300],
+                            "datatype": "FP32",
+                            "data": [0.0] * 300,
+                        }
+                    ]
+                }
+            ),
+            400,
+            "features",
+        ),
+        # v2: unknown output requested
+        (
+            "/v2/models/mlp/infer",
+            orjson.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "features",
+                            "shape": [1, 300],
+                            "datatype": "FP32",
+                            "data": [0.0] * 300,
+                        }
+                    ],
+                    "outputs": [{"name": "logits"}],
+                }
+            ),
+            400,
+            "logits",
+        ),
+        # unknown model / version on the infer routes
+        ("/v2/models/other/infer", b"{}", 404, "other"),
+        ("/v2/models/mlp/versions/3/infer", b"{}", 404, "3"),
+        ("/v1/models/other:predict", b"{}", 404, "other"),
+    ],
+)
 def test_client_errors_name_the_culprit(loop, app, path, body, status, named):
     reply = run(loop, app, "POST", path, body)
     assert reply.status == status, reply.body
@@ -371,11 +444,14 @@ def test_missing_input_is_named(loop, multi):
     assert reply.status == 400 and "'flag'" in reply.json()["error"]
 
 
-@pytest.mark.parametrize(("headers", "status"), [
-    ({"content-encoding": "br"}, 400),          # an encoding the server does not speak
-    ({"content-encoding": "gzip"}, 400),        # claims gzip, is not gzip
-    ({"content-length": "ten"}, 400),           # unreadable Content-Length
-])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"content-encoding": "br"}, 400),  # an encoding the server does not speak
+        ({"content-encoding": "gzip"}, 400),  # claims gzip, is not gzip
+        ({"content-length": "ten"}, 400),  # unreadable Content-Length
+    ],
+)
 def test_bad_framing_is_a_client_error(loop, app, headers, status):
     reply = run(loop, app, "POST", "/v2/models/mlp/infer", b"{}", headers)
     assert reply.status == status and reply.json()["error"]
@@ -385,8 +461,7 @@ def test_bad_framing_is_a_client_error(loop, app, headers, status):
 
 
 def test_declared_oversize_body_is_refused_before_reading(loop, app):
-    reply = run(loop, app, "POST", "/v2/models/mlp/infer", b"{}",
-                {"content-length": str(MIB + 1)})
+    reply = run(loop, app, "POST", "/v2/models/mlp/infer", b"{}", {"content-length": str(MIB + 1)})
     assert reply.status == 413 and reply.receives == 0
     assert reply.headers["connection"] == "close" and "limit" in reply.json()["error"]
 
@@ -402,8 +477,11 @@ def test_streamed_oversize_body_stops_being_read(loop, app):
 @pytest.mark.parametrize("codec", ["gzip", "deflate", "zstd"])
 def test_compressed_bomb_is_refused(loop, app, codec):
     raw = b" " * (3 * MIB)
-    packed = {"gzip": gzip.compress, "deflate": zlib.compress,
-              "zstd": zstandard.ZstdCompressor().compress}[codec](raw)
+    packed = {
+        "gzip": gzip.compress,
+        "deflate": zlib.compress,
+        "zstd": zstandard.ZstdCompressor().compress,
+    }[codec](raw)
     reply = run(loop, app, "POST", "/v2/models/mlp/infer", packed, {"content-encoding": codec})
     assert reply.status == 413
 
@@ -417,8 +495,7 @@ def test_bodies_held_at_once_share_a_budget(loop, mlp):
 
 
 def test_client_leaving_mid_body_gets_no_reply_and_frees_its_bytes(loop, app):
-    reply = run(loop, app, "POST", "/v2/models/mlp/infer", chunks=[b'{"inputs"'],
-                disconnect=True)
+    reply = run(loop, app, "POST", "/v2/models/mlp/infer", chunks=[b'{"inputs"'], disconnect=True)
     assert reply is None and app._buffered_bytes == 0
 
 
@@ -429,28 +506,35 @@ def test_client_leaving_mid_body_gets_no_reply_and_frees_its_bytes(loop, app):
 def test_compressed_requests_are_decoded(loop, app, mlp, codec):
     inputs = mlp_inputs(5)
     body, _ = v2_body(inputs)
-    packed = {"gzip": gzip.compress, "deflate": zlib.compress,
-              "zstd": zstandard.ZstdCompressor().compress}[codec](body)
+    packed = {
+        "gzip": gzip.compress,
+        "deflate": zlib.compress,
+        "zstd": zstandard.ZstdCompressor().compress,
+    }[codec](body)
     reply = run(loop, app, "POST", "/v2/models/mlp/infer", packed, {"content-encoding": codec})
     assert reply.status == 200, reply.body
-    assert same(V2RestCodec().decode_response(reply.body).outputs["score"],
-                mlp.predict(inputs)["score"])
+    assert same(
+        V2RestCodec().decode_response(reply.body).outputs["score"], mlp.predict(inputs)["score"]
+    )
 
 
-@pytest.mark.parametrize(("accept", "expected"), [
-    ("zstd", "zstd"),
-    ("gzip", "gzip"),
-    ("deflate", "deflate"),
-    ("gzip, deflate, zstd", "zstd"),            # equal weights: zstd is preferred
-    ("gzip;q=1.0, zstd;q=0.5", "gzip"),         # the client's weights win
-    ("*", "zstd"),                              # anything goes
-    ("br, *;q=0", "none"),                      # nothing we speak
-    ("identity", "none"),
-    ("x-gzip", "gzip"),                         # the old alias
-    ("zstd;q=0, gzip;q=0.1", "gzip"),           # q=0 rules zstd out
-    ("GZIP ; Q=0.3", "gzip"),                   # case-insensitive
-    ("zstd;q=abc", "none"),                     # an unreadable weight counts as 0
-])
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        ("zstd", "zstd"),
+        ("gzip", "gzip"),
+        ("deflate", "deflate"),
+        ("gzip, deflate, zstd", "zstd"),  # equal weights: zstd is preferred
+        ("gzip;q=1.0, zstd;q=0.5", "gzip"),  # the client's weights win
+        ("*", "zstd"),  # anything goes
+        ("br, *;q=0", "none"),  # nothing we speak
+        ("identity", "none"),
+        ("x-gzip", "gzip"),  # the old alias
+        ("zstd;q=0, gzip;q=0.1", "gzip"),  # q=0 rules zstd out
+        ("GZIP ; Q=0.3", "gzip"),  # case-insensitive
+        ("zstd;q=abc", "none"),  # an unreadable weight counts as 0
+    ],
+)
 def test_choose_encoding(accept, expected):
     assert choose_encoding(accept) == expected
 
@@ -459,13 +543,16 @@ def test_choose_encoding(accept, expected):
 def test_large_responses_are_compressed(loop, app, mlp, accept):
     inputs = mlp_inputs(200)  # ~4 KB of JSON scores
     body, headers = v2_body(inputs)
-    reply = run(loop, app, "POST", "/v2/models/mlp/infer", body,
-                {**headers, "accept-encoding": accept})
+    reply = run(
+        loop, app, "POST", "/v2/models/mlp/infer", body, {**headers, "accept-encoding": accept}
+    )
     assert reply.headers["content-encoding"] == accept
-    plain = {"gzip": gzip.decompress, "deflate": zlib.decompress,
-             "zstd": zstandard.ZstdDecompressor().decompress}[accept](reply.body)
-    assert same(V2RestCodec().decode_response(plain).outputs["score"],
-                mlp.predict(inputs)["score"])
+    plain = {
+        "gzip": gzip.decompress,
+        "deflate": zlib.decompress,
+        "zstd": zstandard.ZstdDecompressor().decompress,
+    }[accept](reply.body)
+    assert same(V2RestCodec().decode_response(plain).outputs["score"], mlp.predict(inputs)["score"])
 
 
 def test_small_responses_are_sent_as_they_are(loop, app):
@@ -508,8 +595,9 @@ def test_overload_is_503(loop, mlp):
     body, headers = v2_body(mlp_inputs(2))
 
     async def three_at_once():
-        return await asyncio.gather(*[call(app, "POST", "/v2/models/mlp/infer", body, headers)
-                                      for _ in range(3)])
+        return await asyncio.gather(
+            *[call(app, "POST", "/v2/models/mlp/infer", body, headers) for _ in range(3)]
+        )
 
     replies = loop.run_until_complete(three_at_once())
     assert sorted(r.status for r in replies) == [200, 200, 503]
@@ -523,8 +611,9 @@ def test_batched_requests_report_the_batch_phase(loop, mlp):
     inputs = [mlp_inputs(3, seed=s) for s in range(4)]
 
     async def together():
-        return await asyncio.gather(*[call(app, "POST", "/v2/models/mlp/infer",
-                                           *v2_body(x, True)) for x in inputs])
+        return await asyncio.gather(
+            *[call(app, "POST", "/v2/models/mlp/infer", *v2_body(x, True)) for x in inputs]
+        )
 
     replies = loop.run_until_complete(together())
     # All four arrive within the timeout, so they run as one 12-row batch, in arrival order.
@@ -564,4 +653,3 @@ def test_lifespan_is_acknowledged(loop, app):
 
     loop.run_until_complete(app({"type": "lifespan"}, receive, send))
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-

@@ -22,14 +22,28 @@ def parse_exposition(text: str) -> dict[str, float]:
 def test_request_is_recorded_under_tf_serving_names():
     metrics = Metrics()
     for total in (1.0, 2.0, 400.0):
-        metrics.record_request(model="ranker", api="predict", entrypoint="REST", status="OK",
-                               phases_ms={"total": total, "compute": total / 2, "queue": 0.1},
-                               batch_rows=25)
-    metrics.record_request(model="ranker", api="predict", entrypoint="GRPC", status="INVALID_ARGUMENT",
-                           phases_ms={"total": 0.2}, batch_rows=0)
+        metrics.record_request(
+            model="ranker",
+            api="predict",
+            entrypoint="REST",
+            status="OK",
+            phases_ms={"total": total, "compute": total / 2, "queue": 0.1},
+            batch_rows=25,
+        )
+    metrics.record_request(
+        model="ranker",
+        api="predict",
+        entrypoint="GRPC",
+        status="INVALID_ARGUMENT",
+        phases_ms={"total": 0.2},
+        batch_rows=0,
+    )
     samples = parse_exposition(metrics.render())
     assert samples[':tensorflow:serving:request_count{model_name="ranker",status="OK"}'] == 3
-    assert samples[':tensorflow:serving:request_count{model_name="ranker",status="INVALID_ARGUMENT"}'] == 1
+    assert (
+        samples[':tensorflow:serving:request_count{model_name="ranker",status="INVALID_ARGUMENT"}']
+        == 1
+    )
     rest = '{model_name="ranker",API="predict",entrypoint="REST"'
     assert samples[f":tensorflow:serving:request_latency_count{rest}}}"] == 3
     assert samples[f":tensorflow:serving:request_latency_sum{rest}}}"] == 403_000  # microseconds

@@ -33,10 +33,22 @@ def test_non_contiguous_input_is_serialized_in_row_major_order():
     [
         (b"\x00" * 7, DType.FP32, [2], WireError, "needs 8"),  # short numeric buffer
         (b"\x00" * 9, DType.FP32, [2], WireError, "needs 8"),  # long numeric buffer
-        (b"\x05\x00\x00\x00ab", DType.BYTES, [1], WireError, "declares 5 bytes"),  # element overruns
+        (
+            b"\x05\x00\x00\x00ab",
+            DType.BYTES,
+            [1],
+            WireError,
+            "declares 5 bytes",
+        ),  # element overruns
         (b"\x01\x00", DType.BYTES, [1], PayloadTooLargeError, "declares 1 strings"),  # cut length
         (b"\x00\x00\x00\x00xx", DType.BYTES, [1], WireError, "left over"),  # trailing garbage
-        (b"\x00" * 8, DType.BYTES, [10**9], PayloadTooLargeError, "declares"),  # huge declared count
+        (
+            b"\x00" * 8,
+            DType.BYTES,
+            [10**9],
+            PayloadTooLargeError,
+            "declares",
+        ),  # huge declared count
         (b"", DType.FP32, [-1], WireError, "negative"),  # negative dimension
     ],
 )

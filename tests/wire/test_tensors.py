@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from modelcaliper.errors import WireError
-from modelcaliper.wire.tensors import DType, InferRequest, InferResponse, as_tensor, dtype_of, parse_dtype
+from modelcaliper.wire.tensors import (
+    DType,
+    InferRequest,
+    InferResponse,
+    as_tensor,
+    dtype_of,
+    parse_dtype,
+)
 
 
 @pytest.mark.parametrize(

@@ -76,11 +76,18 @@ class Transport(Protocol):
     """Sends prepared requests to one target over one protocol."""
 
     async def start(self) -> None:
-        """Open connections; raise ``TargetError`` naming the address if the target is unreachable."""
+        """Open connections; raise ``TargetError`` naming the address if it is unreachable."""
         ...
 
-    async def send(self, request: PreparedRequest, *, request_id: str, traceparent: str,
-                   timeout_s: float, keep_body: bool = False) -> Outcome:
+    async def send(
+        self,
+        request: PreparedRequest,
+        *,
+        request_id: str,
+        traceparent: str,
+        timeout_s: float,
+        keep_body: bool = False,
+    ) -> Outcome:
         """Send one request and wait for its answer (or the timeout); never raises for failures."""
         ...
 

@@ -54,7 +54,9 @@ class Codec(Protocol):
         """Parse a request as a server receives it; raise ``WireError`` if malformed."""
         ...
 
-    def encode_response(self, response: InferResponse, request: InferRequest | None = None) -> Encoded:
+    def encode_response(
+        self, response: InferResponse, request: InferRequest | None = None
+    ) -> Encoded:
         """Serialize a response the way the client of ``request`` expects it."""
         ...
 

@@ -83,7 +83,9 @@ def decompress(data: bytes, codec: Compression, max_bytes: int = DEFAULT_MAX_BOD
 
         # A streaming reader, so a tiny frame that declares or expands to a huge size is cut
         # off at max_bytes + 1 instead of being allocated whole.
-        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            io.BytesIO(data), read_across_frames=True
+        )
         chunks: list[bytes] = []
         total = 0
         try:
@@ -101,7 +103,6 @@ def decompress(data: bytes, codec: Compression, max_bytes: int = DEFAULT_MAX_BOD
             raise WireError("truncated zstd body")
         return b"".join(chunks)
     raise WireError(f"unsupported compression '{codec}'")
-
 
 
 def _zstd_complete(data: bytes) -> bool:

@@ -78,8 +78,15 @@ for _d in DType:
     for _alias in (_d.name, _d.v2, _d.tf_name, _d.np_name or "bytes"):
         _BY_NAME[_alias.lower()] = _d
 _BY_NAME.update(
-    {"string": DType.BYTES, "str": DType.BYTES, "object": DType.BYTES, "half": DType.FP16,
-     "float": DType.FP32, "double": DType.FP64, "tensor(float)": DType.FP32}
+    {
+        "string": DType.BYTES,
+        "str": DType.BYTES,
+        "object": DType.BYTES,
+        "half": DType.FP16,
+        "float": DType.FP32,
+        "double": DType.FP64,
+        "tensor(float)": DType.FP32,
+    }
 )
 _BY_TF_ENUM = {d.tf_enum: d for d in DType}
 _BY_NUMPY = {np.dtype(d.np_name): d for d in DType if d.np_name is not None}
@@ -104,9 +111,13 @@ def parse_dtype(name: str | int | DType) -> DType:
 def dtype_of(array: np.ndarray) -> DType:
     """The DType of a normalised array (see ``as_tensor``)."""
     kind = array.dtype
-    if kind == object or kind.kind in "SU":
+    if kind.kind in "OSU":
         return DType.BYTES
-    found = _BY_NUMPY.get(kind.newbyteorder("=")) if kind.byteorder not in ("=", "|") else _BY_NUMPY.get(kind)
+    found = (
+        _BY_NUMPY.get(kind.newbyteorder("="))
+        if kind.byteorder not in ("=", "|")
+        else _BY_NUMPY.get(kind)
+    )
     if found is None:
         raise WireError(f"numpy dtype {kind} has no wire equivalent")
     return found
@@ -157,7 +168,9 @@ def _looks_textual(value: Any) -> bool:
     return isinstance(first, (str, bytes))
 
 
-def _normalise_tensors(tensors: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, np.ndarray]:
+def _normalise_tensors(
+    tensors: Mapping[str, Any] | Iterable[tuple[str, Any]],
+) -> dict[str, np.ndarray]:
     items = tensors.items() if isinstance(tensors, Mapping) else tensors
     return {str(name): as_tensor(value) for name, value in items}
 

@@ -16,12 +16,18 @@ PROTO_FILES = ("tfserving.proto", "openinference.proto")
 
 def generate(out_dir: Path) -> list[Path]:
     """Compile every declaration file into ``out_dir`` and return the written modules."""
-    from grpc_tools import protoc  # test-only dependency
     import grpc_tools
+    from grpc_tools import protoc  # test-only dependency
 
     include = Path(grpc_tools.__file__).parent / "_proto"
-    args = ["protoc", f"-I{HERE}", f"-I{include}", f"--python_out={out_dir}",
-            f"--pyi_out={out_dir}", *(str(HERE / name) for name in PROTO_FILES)]
+    args = [
+        "protoc",
+        f"-I{HERE}",
+        f"-I{include}",
+        f"--python_out={out_dir}",
+        f"--pyi_out={out_dir}",
+        *(str(HERE / name) for name in PROTO_FILES),
+    ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed; see the messages above")
     return [out_dir / name.replace(".proto", "_pb2.py") for name in PROTO_FILES]
