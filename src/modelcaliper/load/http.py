@@ -192,18 +192,22 @@ class HttpTransport:
         self._live.add(conn)
         return conn
 
-    async def _wait_for_slot(self) -> HttpConnection | None:
-        """Wait until a request hands its connection back."""
-        assert self._loop is not None
-        waiter: asyncio.Future[HttpConnection | None] = self._loop.create_future()
-        self._waiters.append(waiter)
+    async def _wait_for_slot(self, deadline: float) -> HttpConnection | None | object:
+        """Wait until a request hands its connection back, or ``_EXPIRED`` at the deadline."""
+        loop = self._loop
+        assert loop is not None
+        waiter: asyncio.Future[HttpConnection | None | object] = loop.create_future()
+        self._waiters.append(waiter)  # type: ignore[arg-type]
         self.pool_waits += 1
+        timer = loop.call_at(deadline, _expire, waiter)
         try:
             return await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._release(waiter.result())  # handed over just as we gave up: pass it on
+            if waiter.done() and not waiter.cancelled() and waiter.result() is not _EXPIRED:
+                self._release(waiter.result())  # type: ignore[arg-type]  # handed over as we left
             raise
+        finally:
+            timer.cancel()
 
     def _release(self, token: HttpConnection | None) -> None:
         """Give a slot back: to the first live waiter, else to the idle queue."""
@@ -255,71 +259,67 @@ class HttpTransport:
         parts = (prefix, tail, request.body)
         request_bytes = len(prefix) + len(tail) + len(request.body)
 
-        stage = "pool"  # where the timeout, if any, caught us
-        conn: HttpConnection | None = None
-        scope = asyncio.timeout(timeout_s)
+        loop = self._loop
+        assert loop is not None
+        deadline = loop.time() + timeout_s
+        got: HttpConnection | object | None
+        if self._idle:
+            got = self._idle.popleft()
+        else:
+            got = await self._wait_for_slot(deadline)
+            if got is _EXPIRED:
+                return Outcome(Status.TIMEOUT, done_ns=_now(), request_bytes=request_bytes,
+                               error_kind="timeout",
+                               error_message=f"no free connection within {timeout_s:g}s "
+                                             f"(all {self.connections} busy)")
+        if self._closed:
+            return Outcome(Status.ERROR, request_bytes=request_bytes, done_ns=_now(),
+                           error_kind="closed", error_message="the transport is closed")
+        if isinstance(got, HttpConnection) and not got.closed:
+            conn = got
+        else:
+            fresh = await self._reconnect(got if isinstance(got, HttpConnection) else None,
+                                          deadline, timeout_s)
+            if isinstance(fresh, Outcome):
+                fresh.request_bytes = request_bytes
+                return fresh
+            conn = fresh
+        waiter = conn.exchange(parts, keep_body)
+        # One timer per request (cheaper than asyncio.timeout); on expiry the connection
+        # fails the exchange as "timeout" and closes, since a late answer would otherwise be
+        # read as the next request's.
+        timer = loop.call_at(deadline, conn.expire, waiter, timeout_s)
         try:
-            async with scope:
-                token = self._idle.popleft() if self._idle else await self._wait_for_slot()
-                if self._closed:
-                    return Outcome(Status.ERROR, request_bytes=request_bytes, done_ns=_now(),
-                                   error_kind="closed", error_message="the transport is closed")
-                if token is None or token.closed:
-                    if token is not None:
-                        self._live.discard(token)
-                    stage = "connect"
-                    try:
-                        token = await self._connect()
-                    except OSError as exc:
-                        if isinstance(exc, TimeoutError) and scope.expired():
-                            raise
-                        self._release(None)
-                        kind = "timeout_connect" if isinstance(exc, TimeoutError) else "connect"
-                        return Outcome(Status.ERROR, request_bytes=request_bytes,
-                                       done_ns=_now(), error_kind=kind,
-                                       error_message=f"cannot connect to {self.address}: "
-                                                     f"{_os_reason(exc)}")
-                conn = token
-                stage = "response"
-                await conn.exchange(parts, keep_body)
-        except TimeoutError:
-            if not scope.expired():
-                raise
-            return self._timed_out(stage, conn, request_bytes, timeout_s)
+            await waiter
         except BaseException:
-            # Cancelled by the driver (or a bug): never leak the slot or a desynced stream.
-            if stage == "connect":
-                self._release(None)
-            elif conn is not None:
-                conn.abort("cancelled", "the request was cancelled")
-                self._release(None)
+            # Cancelled by the driver: never leak the slot or a desynced stream.
+            timer.cancel()
+            conn.abort("cancelled", "the request was cancelled")
+            self._release(None)
             raise
+        timer.cancel()
         return self._outcome(conn, request_bytes, keep_body)
 
-    def _timed_out(self, stage: str, conn: HttpConnection | None, request_bytes: int,
-                   timeout_s: float) -> Outcome:
-        """The outcome of a send that ran out of time, after cleaning up its slot."""
-        if stage == "response" and conn is not None:
-            if conn.done_ns and conn.failure is None:
-                # The answer completed in the same instant as the deadline: keep it.
-                return self._outcome(conn, request_bytes, False)
-            outcome = Outcome(Status.TIMEOUT, sent_ns=conn.sent_ns, written_ns=conn.written_ns,
-                              first_byte_ns=conn.first_byte_ns, done_ns=_now(),
-                              response_bytes=conn.response_bytes, request_bytes=request_bytes,
-                              error_kind="timeout",
-                              error_message=f"no complete response from {self.address} "
-                                            f"within {timeout_s:g}s")
-            conn.abort("timeout", "timed out")  # a late answer would desync the next request
+    async def _reconnect(self, token: HttpConnection | None, deadline: float,
+                         timeout_s: float) -> HttpConnection | Outcome:
+        """A new connection for a slot whose connection is gone, or the failure as an outcome."""
+        if token is not None:
+            self._live.discard(token)
+        assert self._loop is not None
+        try:
+            async with asyncio.timeout_at(deadline) as scope:
+                return await self._connect()
+        except BaseException as exc:
             self._release(None)
-            return outcome
-        if stage == "connect":
-            self._release(None)
-            message = f"connecting to {self.address} took more than {timeout_s:g}s"
-        else:
-            message = (f"no free connection within {timeout_s:g}s "
-                       f"(all {self.connections} busy)")
-        return Outcome(Status.TIMEOUT, done_ns=_now(), request_bytes=request_bytes,
-                       error_kind="timeout", error_message=message)
+            if isinstance(exc, TimeoutError) and scope.expired():
+                return Outcome(Status.TIMEOUT, done_ns=_now(), error_kind="timeout",
+                               error_message=f"connecting to {self.address} took more than "
+                                             f"{timeout_s:g}s")
+            if not isinstance(exc, OSError):
+                raise
+            kind = "timeout_connect" if isinstance(exc, TimeoutError) else "connect"
+            return Outcome(Status.ERROR, done_ns=_now(), error_kind=kind,
+                           error_message=f"cannot connect to {self.address}: {_os_reason(exc)}")
 
     def _outcome(self, conn: HttpConnection, request_bytes: int, keep_body: bool) -> Outcome:
         """Turn a finished exchange into an outcome and hand the connection back."""
@@ -327,7 +327,8 @@ class HttpTransport:
         failure = conn.failure
         code = conn.status_code
         if failure is not None:
-            outcome = Outcome(Status.ERROR, error_kind=failure[0], error_message=failure[1],
+            status = Status.TIMEOUT if failure[0] == "timeout" else Status.ERROR
+            outcome = Outcome(status, error_kind=failure[0], error_message=failure[1],
                               code=str(code) if code else "")
         elif 200 <= code < 300:
             outcome = Outcome(Status.OK, code=str(code),
@@ -354,3 +355,12 @@ class HttpTransport:
 
 def _now() -> int:
     return time.perf_counter_ns()
+
+
+_EXPIRED = object()
+"""What a pool waiter gets when its deadline passes before a connection is free."""
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(_EXPIRED)

@@ -102,6 +102,12 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def expire(self, waiter: asyncio.Future[None], timeout_s: float) -> None:
+        """Timer callback: fail the exchange ``waiter`` as a timeout if it is still running."""
+        if waiter is self._waiter and not waiter.done():
+            self.abort("timeout", f"no complete response from {self.address} "
+                                  f"within {timeout_s:g}s")
+
     def close(self) -> None:
         """Close the connection politely (after flushing what is buffered)."""
         self.closed = True
