@@ -23,7 +23,11 @@ from modelcaliper.errors import CaliperError, UsageError
 
 __all__ = ["COMMANDS", "CaliperArgumentParser", "build_parser", "main"]
 
-COMMANDS: tuple[str, ...] = ("modelcaliper.cli.payload", "modelcaliper.cli.serve_model")
+COMMANDS: tuple[str, ...] = (
+    "modelcaliper.cli.payload",
+    "modelcaliper.cli.serve_model",
+    "modelcaliper.cli.run",
+)
 """Modules of the subcommands, in the order ``caliper --help`` lists them."""
 
 

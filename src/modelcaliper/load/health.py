@@ -34,7 +34,6 @@ __all__ = [
     "RATE_SHARE_LIMIT",
     "GeneratorHealth",
     "assess_generator",
-    "grpc_target",
     "http_base",
     "probe_target",
 ]
@@ -137,25 +136,19 @@ def _grpc_call(target: str, method: str, body: bytes, timeout_s: float) -> bytes
             raise TargetError(f"{target} answered {method} with {name}: {details}") from None
 
 
-def grpc_target(url: str) -> str:
-    """``host:port`` of a gRPC target given as ``host:port`` or ``grpc://host:port``."""
-    parsed = urllib.parse.urlsplit(url if "://" in url else f"grpc://{url}")
-    if not parsed.hostname or not parsed.port:
-        raise TargetError(f"gRPC target '{url}' needs a host and a port, e.g. 127.0.0.1:8500")
-    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
-    return f"{host}:{parsed.port}"
-
-
 def http_base(url: str) -> str:
-    """The scheme://host:port of an HTTP target (``http://`` added when missing)."""
-    parsed = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+    """An HTTP target's base URL: ``http://`` added when no scheme is given, no trailing /."""
+    text = url.strip().rstrip("/")
+    parsed = urllib.parse.urlsplit(text if "://" in text else f"http://{text}")
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise TargetError(f"HTTP target '{url}' must look like http://127.0.0.1:8501")
-    return f"{parsed.scheme}://{parsed.netloc}"
+        raise UsageError(f"HTTP target '{url}' must look like http://127.0.0.1:8501")
+    return urllib.parse.urlunsplit(parsed)
 
 
 def probe_target(url: str, protocol: str, model: str, timeout_s: float = 5.0) -> Signature:
     """The signature of ``model`` from the target's metadata; TargetError naming the address."""
+    from modelcaliper.load.grpc import parse_grpc_target
+
     try:
         if protocol == "tfserving-rest":
             from modelcaliper.wire.tfserving_rest_meta import decode_model_metadata, model_path
@@ -175,7 +168,7 @@ def probe_target(url: str, protocol: str, model: str, timeout_s: float = 5.0) ->
                 encode_metadata_request,
             )
 
-            body = _grpc_call(grpc_target(url), TFS_GET_MODEL_METADATA,
+            body = _grpc_call(parse_grpc_target(url), TFS_GET_MODEL_METADATA,
                               encode_metadata_request(ModelRef(model)), timeout_s)
             return decode_metadata_response(body).signature()
         if protocol == "v2-grpc":
@@ -185,10 +178,10 @@ def probe_target(url: str, protocol: str, model: str, timeout_s: float = 5.0) ->
                 encode_model_metadata_request,
             )
 
-            body = _grpc_call(grpc_target(url), V2_MODEL_METADATA,
+            body = _grpc_call(parse_grpc_target(url), V2_MODEL_METADATA,
                               encode_model_metadata_request(model), timeout_s)
             return decode_model_metadata_response(body).signature
-    except TargetError:
+    except (TargetError, UsageError):
         raise
     except CaliperError as exc:
         raise TargetError(f"{url}: the metadata of model '{model}' is unusable: {exc}") from None

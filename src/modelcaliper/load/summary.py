@@ -240,12 +240,23 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     lines.append(f"throughput  {thr['achieved_rps']:.1f} req/s sent, {thr['ok_rps']:.1f} ok/s, "
                  f"{thr['rows_per_s']:.0f} rows/s")
     ci = summary["confidence"]["p99_ms"]
-    ci_text = f" [{_ms(ci['low'])}–{_ms(ci['high'])}]" if ci else ""
+    ci_text = ""
+    if ci:
+        high = "?" if ci["high"] is None else _ms(ci["high"])  # too few samples to bound it
+        ci_text = f" [{'?' if ci['low'] is None else _ms(ci['low'])}–{high}]"
     lines.append(f"latency ms  mean {_ms(lat['mean'])}  p50 {_ms(lat['p50'])}  "
                  f"p90 {_ms(lat['p90'])}  p99 {_ms(lat['p99'])}{ci_text}  "
                  f"p99.9 {_ms(lat['p999'])}  max {_ms(lat['max'])}")
     lines.append(f"  {'phase':<14}{'mean':>9}{'p50':>9}{'p99':>9}{'share':>8}")
-    for name, block in summary["phases_ms"].items():
+    phases = summary["phases_ms"]
+    # The client phases add up to the latency; network plus the server's phases split the
+    # same send-to-done time another way, so they are listed apart.
+    ordered = [n for n in CLIENT_PHASES if n != "network"]
+    split = [n for n in phases if n not in ordered and phases[n]["count"]]
+    for name in ordered + split:
+        block = phases[name]
+        if split and name == split[0]:
+            lines.append("  send + wait + receive, split into the network and the server:")
         if not block["count"]:
             continue
         share = "" if block["share"] is None else f"{100 * block['share']:.0f}%"

@@ -56,14 +56,13 @@ class TransportRecipe:
     def __call__(self) -> Transport:
         """A new HTTP or gRPC transport to ``url`` with ``connections`` connections/channels."""
         if self.protocol.endswith("-grpc"):
-            from modelcaliper.load.grpc import GrpcTransport
-            from modelcaliper.load.health import grpc_target
+            from modelcaliper.load.grpc import GrpcTransport, parse_grpc_target
 
-            return GrpcTransport(grpc_target(self.url), channels=self.connections)  # type: ignore[no-any-return]
+            return GrpcTransport(parse_grpc_target(self.url), channels=self.connections)
         from modelcaliper.load.health import http_base
         from modelcaliper.load.http import HttpTransport
 
-        return HttpTransport(http_base(self.url), connections=self.connections)  # type: ignore[no-any-return]
+        return HttpTransport(http_base(self.url), connections=self.connections)
 
 
 @dataclass
