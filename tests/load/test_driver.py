@@ -88,6 +88,18 @@ def test_requests_go_out_at_their_intended_times(tmp_path: Path) -> None:
     assert mock.sent == 200
 
 
+def test_the_schedule_is_walked_in_chunks_without_losing_a_unit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("modelcaliper.load.driver._SCHEDULE_CHUNK", 7)
+    spec = LoadSpec(arrival="poisson", rate_per_s=300, max_requests=50, seed=3)
+    drive(spec, records=tmp_path)
+    rows = read(tmp_path / "requests.parquet")
+    order = np.argsort(rows["index"])
+    assert rows["index"][order].tolist() == list(range(50))
+    assert np.array_equal(rows["intended_ns"][order],
+                          np.rint(spec.plan().offsets_s * 1e9).astype(np.int64))
+
+
 def test_latency_counts_from_the_intended_time_through_a_server_stall() -> None:
     # The server freezes for 400 ms; requests keep being sent on schedule and each one
     # intended during the stall waits for its end: its latency shows that wait.

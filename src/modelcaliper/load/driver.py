@@ -50,6 +50,7 @@ __all__ = ["DEFAULT_SPIN_S", "DriveResult", "Driver", "request_ids"]
 DEFAULT_SPIN_S = 0.001
 """How long before a unit's intended time the driver stops sleeping and spins."""
 
+_SCHEDULE_CHUNK = 65536
 _START_LEAD_NS = 20_000_000  # first unit 20 ms after start(), so set-up never makes it late
 _MAX_COARSE_SLEEP_S = 0.05  # re-check stop() at least this often during long gaps
 _INTERRUPT_GRACE_S = 1.0
@@ -134,10 +135,9 @@ class Driver:
         ``start_ns`` is the absolute ``perf_counter_ns`` of offset 0 (shared by all workers).
         """
         loop = asyncio.get_running_loop()
-        offsets_ns = np.rint(np.asarray(offsets_s, dtype=np.float64) * 1e9).astype(np.int64)
-        ids = np.arange(len(offsets_ns)) if unit_ids is None else np.asarray(unit_ids)
-        if len(ids) != len(offsets_ns):
-            raise ValueError(f"{len(offsets_ns)} offsets but {len(ids)} unit ids")
+        offsets_s = np.asarray(offsets_s, dtype=np.float64)
+        if unit_ids is not None and len(unit_ids) != len(offsets_s):
+            raise ValueError(f"{len(offsets_s)} offsets but {len(unit_ids)} unit ids")
         warmup_ns = round(self.spec.warmup_s * 1e9)
         self.base_ns = start_ns if start_ns is not None else time.perf_counter_ns() + _START_LEAD_NS
         started_at_s = time.time() + (self.base_ns - time.perf_counter_ns()) / 1e9
@@ -148,7 +148,7 @@ class Driver:
                 loop.add_signal_handler(signal.SIGINT, self._on_sigint)
                 installed = True
         try:
-            await self._schedule(offsets_ns.tolist(), ids.tolist(), warmup_ns)
+            await self._schedule(offsets_s, unit_ids, warmup_ns)
             await self._drain()
         finally:
             if installed:
@@ -172,20 +172,29 @@ class Driver:
         with contextlib.suppress(Exception):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
 
-    async def _schedule(self, offsets_ns: list[int], ids: list[int], warmup_ns: int) -> None:
-        base, n, i = self.base_ns, len(offsets_ns), 0
-        clock = time.perf_counter_ns
-        while i < n and not self._stopping:
-            due = base + offsets_ns[i]
-            remaining = due - clock()
-            if remaining > 0:
-                await self._wait_until(due)
+    async def _schedule(self, offsets_s: np.ndarray, unit_ids: np.ndarray | None,
+                        warmup_ns: int) -> None:
+        base, clock = self.base_ns, time.perf_counter_ns
+        # Python ints for the hot loop, converted a chunk at a time so that a long schedule
+        # never exists as one list of boxed integers.
+        for start in range(0, len(offsets_s), _SCHEDULE_CHUNK):
+            part = offsets_s[start:start + _SCHEDULE_CHUNK]
+            offsets_ns = np.rint(part * 1e9).astype(np.int64).tolist()
+            ids = (range(start, start + len(part)) if unit_ids is None
+                   else np.asarray(unit_ids[start:start + len(part)]).tolist())
+            n, i = len(offsets_ns), 0
+            while i < n:
                 if self._stopping:
-                    break
-            now = clock()
-            while i < n and base + offsets_ns[i] <= now:
-                self._launch(ids[i], base + offsets_ns[i], offsets_ns[i] < warmup_ns)
-                i += 1
+                    return
+                due = base + offsets_ns[i]
+                if due > clock():
+                    await self._wait_until(due)
+                    if self._stopping:
+                        return
+                now = clock()
+                while i < n and base + offsets_ns[i] <= now:
+                    self._launch(ids[i], base + offsets_ns[i], offsets_ns[i] < warmup_ns)
+                    i += 1
 
     async def _wait_until(self, due_ns: int) -> None:
         clock, spin = time.perf_counter_ns, self.spin_ns
