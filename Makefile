@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo protos lint typecheck bench clean docs
+.PHONY: venv test demo protos lint typecheck bench bench-tools clean docs
 
 venv: $(STAMP)
 
@@ -38,6 +38,11 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# The peers bench/generator_capacity.py compares against (nginx unpacked locally, wrk, hey,
+# k6 and Locust in .bench-venv); idempotent, needs root for apt-get.
+bench-tools:
+	bash bench/tools.sh
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -423,6 +423,21 @@ def test_cancelled_send_frees_its_connection(loop_kind: str) -> None:
     assert server.connections_accepted == 2
 
 
+def test_close_ends_requests_in_flight(loop_kind: str) -> None:
+    with ScriptedServer(lambda c: Reply(delay_s=0.5)) as server:
+        async def main() -> tuple[Outcome, Outcome]:
+            transport = HttpTransport(server.url, connections=1)
+            await transport.start()
+            in_flight = asyncio.ensure_future(send(transport))
+            await asyncio.sleep(0.05)
+            await transport.close()
+            return await in_flight, await send(transport)
+
+        in_flight, after = run(loop_kind, main)
+    assert in_flight.status is Status.ERROR and in_flight.error_kind == "closed"
+    assert after.status is Status.ERROR and after.error_kind == "closed"
+
+
 def test_idle_connection_closed_by_the_server_is_reopened(loop_kind: str) -> None:
     # the first answer is complete, then the server closes the idle connection (keep-alive
     # timeout): the next request reconnects instead of failing

@@ -227,6 +227,8 @@ class HttpTransport:
         """The cached request line and fixed headers of ``request``."""
         prefix = self._prefixes.get(request)
         if prefix is None:
+            if request.method == "HEAD":  # its answer announces a body that never comes
+                raise UsageError("HEAD requests are not supported by the HTTP transport")
             if len(self._prefixes) >= _PREFIX_CACHE_LIMIT:
                 self._prefixes.clear()
             path = request.path if request.path.startswith("/") else "/" + request.path
@@ -263,6 +265,9 @@ class HttpTransport:
         assert loop is not None
         deadline = loop.time() + timeout_s
         got: HttpConnection | object | None
+        if self._closed:
+            return Outcome(Status.ERROR, request_bytes=request_bytes, done_ns=_now(),
+                           error_kind="closed", error_message="the transport is closed")
         if self._idle:
             got = self._idle.popleft()
         else:
@@ -272,7 +277,7 @@ class HttpTransport:
                                error_kind="timeout",
                                error_message=f"no free connection within {timeout_s:g}s "
                                              f"(all {self.connections} busy)")
-        if self._closed:
+        if self._closed:  # closed while this request waited for a connection
             return Outcome(Status.ERROR, request_bytes=request_bytes, done_ns=_now(),
                            error_kind="closed", error_message="the transport is closed")
         if isinstance(got, HttpConnection) and not got.closed:
