@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from modelcaliper.errors import TargetError, UsageError
+from modelcaliper.targets import Endpoint, ExistingServer, Target
 
 __all__ = ["Endpoint", "ExistingServer", "Target", "register", "resolve_encoding", "run"]
 
@@ -48,47 +48,6 @@ examples:
 Latency is measured from each request's intended send time, so a slow target can never hide
 behind a slow generator; the generator reports if it could not keep up.
 """
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where load goes: base URL, protocol, model, and the signature the target reported."""
-
-    url: str
-    protocol: str
-    model: str
-    signature: Any = None
-
-
-class Target(Protocol):
-    """A system under test: ``open`` yields its endpoint, ``close`` releases it."""
-
-    def open(self) -> Endpoint:
-        """Make the target ready and return where to send load; TargetError if it cannot."""
-        ...
-
-    def close(self) -> None:
-        """Release whatever ``open`` started."""
-        ...
-
-
-@dataclass(frozen=True)
-class ExistingServer:
-    """A server someone else runs, at ``url``, speaking ``protocol``."""
-
-    url: str
-    protocol: str
-    model: str
-
-    def open(self) -> Endpoint:
-        """Ask the server for the model's metadata: proves it is up and yields the signature."""
-        from modelcaliper.load.health import probe_target
-
-        signature = probe_target(self.url, self.protocol, self.model)
-        return Endpoint(self.url, self.protocol, self.model, signature)
-
-    def close(self) -> None:
-        """Nothing to release: the server is not ours."""
 
 
 def register(subparsers: Any) -> None:
