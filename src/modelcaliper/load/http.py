@@ -280,7 +280,7 @@ class HttpTransport:
         if self._closed:  # closed while this request waited for a connection
             return Outcome(Status.ERROR, request_bytes=request_bytes, done_ns=_now(),
                            error_kind="closed", error_message="the transport is closed")
-        if isinstance(got, HttpConnection) and not got.closed:
+        if isinstance(got, HttpConnection) and got.usable:
             conn = got
         else:
             fresh = await self._reconnect(got if isinstance(got, HttpConnection) else None,

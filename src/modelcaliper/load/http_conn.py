@@ -76,6 +76,11 @@ class HttpConnection(asyncio.Protocol):
 
     # -- driving an exchange -------------------------------------------------------------
 
+    @property
+    def usable(self) -> bool:
+        """Open for a new request: not closed, nor closing without our having heard yet."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
     def exchange(self, parts: Sequence[bytes], keep_body: bool) -> asyncio.Future[None]:
         """Write one request (``parts`` concatenated) and return the future of its response."""
         assert self.transport is not None and self._waiter is None
