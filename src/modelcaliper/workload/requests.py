@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,14 +36,39 @@ def normalise_name(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
 
 
-def match_columns(column_names: Sequence[str], signature: Signature) -> dict[str, str]:
-    """Map each input name of ``signature`` to the column that feeds it."""
+def match_columns(
+    column_names: Sequence[str],
+    signature: Signature,
+    explicit: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Map each input name of ``signature`` to the column that feeds it.
+
+    ``explicit`` (input → column, from ``--map`` or a map file) wins; then an exact name;
+    then the normalised name.
+    """
     by_normal: dict[str, list[str]] = {}
     for column in column_names:
         by_normal.setdefault(normalise_name(column), []).append(column)
     mapping: dict[str, str] = {}
     missing: list[str] = []
+    explicit = explicit or {}
+    input_names = [spec.name for spec in signature.inputs]
+    for name, column in explicit.items():
+        if name not in input_names:
+            close = difflib.get_close_matches(name, input_names, n=3)
+            hint = f"close input names: {', '.join(close)}" if close else (
+                f"the inputs are {', '.join(input_names[:8])}"
+                + (" ..." if len(input_names) > 8 else ""))
+            raise DataError(f"the map names input '{name}', which the model does not have; {hint}")
+        if column not in column_names:
+            close = difflib.get_close_matches(column, list(column_names), n=3)
+            hint = f"; close column names: {', '.join(close)}" if close else ""
+            raise DataError(f"the map feeds input '{name}' from column '{column}', which the "
+                            f"data does not have{hint}")
     for spec in signature.inputs:
+        if spec.name in explicit:
+            mapping[spec.name] = explicit[spec.name]
+            continue
         if spec.name in column_names:
             mapping[spec.name] = spec.name
             continue
@@ -77,10 +103,20 @@ def _missing_message(missing: list[str], column_names: Sequence[str]) -> str:
     return f"the data has no column for model input(s) {shown}{hint}"
 
 
-def coerce_column(values: np.ndarray, spec: TensorSpec, column: str) -> np.ndarray:
-    """``values`` (one row per item of axis 0) as a tensor of the input's dtype and shape."""
+def coerce_column(
+    values: np.ndarray, spec: TensorSpec, column: str, *, pad: Any = None
+) -> np.ndarray:
+    """``values`` (one row per item of axis 0) as a tensor of the input's dtype and shape.
+
+    A column of lists of different lengths (an object array of 1-D arrays) feeds a vector
+    input only with ``pad``: shorter rows are filled with ``pad`` up to the input's fixed
+    length, or up to the longest row when the length is open (``-1``); longer rows are
+    refused, never cut.
+    """
     values = np.asarray(values)
     label = f"column '{column}'" + ("" if column == spec.name else f" (for input '{spec.name}')")
+    if _is_ragged(values):
+        values = _pad_rows(values, spec, label, pad)
     values = _fit_shape(values, spec, label)
     if values.dtype == object and values.size and any(v is None for v in values.flat):
         raise DataError(
@@ -129,11 +165,52 @@ def coerce_column(values: np.ndarray, spec: TensorSpec, column: str) -> np.ndarr
     return as_tensor(values, target)
 
 
+def _is_ragged(values: np.ndarray) -> bool:
+    """Whether ``values`` is a column of lists (an object array holding arrays or None)."""
+    return (values.dtype == object and values.ndim == 1 and values.size > 0
+            and any(isinstance(v, (np.ndarray, list)) for v in values[:64]))
+
+
+def _pad_rows(values: np.ndarray, spec: TensorSpec, label: str, pad: Any) -> np.ndarray:
+    """A column of lists as a 2-D array, filled with ``pad`` (see ``coerce_column``)."""
+    if any(v is None for v in values):
+        raise DataError(f"{label} has missing lists; input '{spec.name}' needs a value in "
+                        "every row")
+    rows = [np.asarray(v) for v in values]
+    if any(r.ndim != 1 for r in rows):
+        raise DataError(f"{label} holds nested lists of different shapes; input "
+                        f"'{spec.name}' needs rectangular rows")
+    lengths = np.array([r.size for r in rows])
+    row_shape = spec.row_shape()
+    low, high = int(lengths.min()), int(lengths.max())
+    if len(row_shape) != 1:
+        raise DataError(f"{label} holds lists of {low} to {high} values but input "
+                        f"'{spec.name}' wants rows of shape {list(row_shape)}")
+    width = high if row_shape[0] == -1 else row_shape[0]
+    if pad is None:
+        want = "one length per request" if row_shape[0] == -1 else f"{width} values"
+        raise DataError(f"{label} holds lists of {low} to {high} values but input "
+                        f"'{spec.name}' needs {want}; set a pad value for '{spec.name}' in "
+                        "the map or fix the data")
+    if high > width:
+        raise DataError(f"{label} has lists of up to {high} values but input '{spec.name}' "
+                        f"takes {width}; shorten them in the data (padding never cuts)")
+    inner = np.concatenate(rows) if high else np.empty(0)
+    textual = inner.dtype == object or inner.dtype.kind in "SU" or isinstance(pad, (str, bytes))
+    out = np.full((values.size, width), pad, dtype=object if textual else np.result_type(
+        inner.dtype if inner.size else np.asarray(pad).dtype, np.asarray(pad).dtype))
+    mask = np.arange(width) < lengths[:, None]
+    out[mask] = inner
+    return out
+
+
 def _fit_shape(values: np.ndarray, spec: TensorSpec, label: str) -> np.ndarray:
     """``values`` in the input's row shape; a plain column may feed a ``[-1, 1]`` input."""
     row_shape = spec.row_shape()
     if values.ndim == 1 and row_shape == (1,):
         return values.reshape(-1, 1)
+    if values.ndim == 2 and values.shape[1] == 1 and row_shape == ():
+        return values.reshape(-1)  # one-value lists (as TFRecord features are) feed a scalar
     have = values.shape[1:]
     if len(have) != len(row_shape) or any(
         w not in (-1, h) for w, h in zip(row_shape, have, strict=True)
@@ -182,11 +259,22 @@ def group_slices(
     return slices
 
 
-def input_tensors(columns: Mapping[str, np.ndarray], signature: Signature) -> dict[str, np.ndarray]:
-    """Every input of ``signature`` as a whole-column tensor, matched and coerced from columns."""
-    mapping = match_columns(list(columns), signature)
+def input_tensors(
+    columns: Mapping[str, np.ndarray],
+    signature: Signature,
+    explicit: Mapping[str, str] | None = None,
+    pads: Mapping[str, Any] | None = None,
+) -> dict[str, np.ndarray]:
+    """Every input of ``signature`` as a whole-column tensor, matched and coerced from columns.
+
+    ``explicit`` maps inputs to columns ahead of name matching; ``pads`` gives the pad value
+    of inputs fed by lists of different lengths.
+    """
+    mapping = match_columns(list(columns), signature, explicit)
+    pads = pads or {}
     return {
-        spec.name: coerce_column(columns[mapping[spec.name]], spec, mapping[spec.name])
+        spec.name: coerce_column(columns[mapping[spec.name]], spec, mapping[spec.name],
+                                 pad=pads.get(spec.name))
         for spec in signature.inputs
     }
 
@@ -199,8 +287,13 @@ def build_requests(
     group_by: str | None = None,
     model_name: str = "model",
     max_requests: int | None = None,
+    explicit: Mapping[str, str] | None = None,
+    pads: Mapping[str, Any] | None = None,
 ) -> list[InferRequest]:
-    """Requests of up to ``batch_size`` rows of ``columns``; ``group_by`` keeps groups apart."""
+    """Requests of up to ``batch_size`` rows of ``columns``; ``group_by`` keeps groups apart.
+
+    ``explicit`` and ``pads`` are as for ``input_tensors``.
+    """
     if not columns:
         raise DataError("the data has no columns")
     num_rows = len(next(iter(columns.values())))
@@ -211,7 +304,7 @@ def build_requests(
             hint = f"; close column names: {', '.join(close)}" if close else ""
             raise DataError(f"--group-by column '{group_by}' is not in the data{hint}")
         group_values = np.asarray(columns[group_by])
-    tensors = input_tensors(columns, signature)
+    tensors = input_tensors(columns, signature, explicit, pads)
     slices = group_slices(group_values, num_rows, batch_size)
     if max_requests is not None:
         slices = slices[:max_requests]

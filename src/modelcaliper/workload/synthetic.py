@@ -31,7 +31,8 @@ from modelcaliper.errors import DataError
 from modelcaliper.signature import Signature, TensorSpec
 from modelcaliper.wire.tensors import DType
 
-__all__ = ["KINDS", "QUERY_COLUMN", "generate_tensor", "synthetic_columns"]
+__all__ = ["KINDS", "QUERY_COLUMN", "generate_tensor", "signature_from_server",
+           "synthetic_columns"]
 
 QUERY_COLUMN = "query_id"
 """Name of the column that numbers the query group of each synthetic row."""
@@ -80,6 +81,21 @@ def synthetic_columns(
         columns[spec.name] = generate_tensor(spec, num_rows, rng, query_ids=query_ids)
     columns[query_column] = query_ids
     return columns
+
+
+def signature_from_server(url: str, protocol: str, model: str, *,
+                          timeout_s: float = 5.0) -> Signature:
+    """The signature ``model`` has on a running server, read from its metadata endpoint.
+
+    ``protocol`` is ``tfserving-rest``, ``v2-rest`` (HTTP GET of the model's metadata),
+    ``tfserving-grpc`` or ``v2-grpc`` (the metadata RPC); an unreachable server or a model it
+    does not serve is a one-line ``TargetError``. The inputs' generator options can then be
+    set on the returned signature as on a signature file's.
+    """
+    # The load engine's start-up probe already speaks all four metadata dialects.
+    from modelcaliper.load.health import probe_target
+
+    return probe_target(url, protocol, model, timeout_s=timeout_s)
 
 
 def generate_tensor(

@@ -1,0 +1,426 @@
+"""TFRecord files of ``tf.train.Example`` records, read without TensorFlow.
+
+A TFRecord file is a run of records, each framed as::
+
+    uint64 length (little-endian)
+    uint32 masked CRC32C of those 8 bytes
+    data (length bytes)
+    uint32 masked CRC32C of the data
+
+Both checksums are verified; a mismatch is a ``DataError`` naming the file and the record
+number. Records are read one at a time through a buffered file, so memory holds one batch of
+parsed records, never the file. ``.gz`` files are read through ``gzip``.
+
+Each record is parsed as a ``tf.train.Example`` straight from the protobuf wire format::
+
+    Example { Features features = 1; }
+    Features { map<string, Feature> feature = 1; }   # entries: key = 1, value = 2
+    Feature { oneof { BytesList bytes_list = 1; FloatList float_list = 2;
+                      Int64List int64_list = 3; } }
+
+Every feature becomes an Arrow column. The first ``schema_records`` records decide each
+column's type: ``bytes_list`` → binary, ``float_list`` → float32, ``int64_list`` → int64, as
+a plain column when no record holds more than one value and as a list column otherwise (list
+columns become vectors later). A record without a feature gives a null.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+
+from modelcaliper.errors import DataError
+
+__all__ = [
+    "DEFAULT_SCHEMA_RECORDS",
+    "MAX_RECORD_BYTES",
+    "TFRecordFiles",
+    "crc32c",
+    "iter_records",
+    "masked_crc32c",
+    "parse_example",
+]
+
+MAX_RECORD_BYTES = 256 * 1024 * 1024
+"""Largest record length accepted; a bigger declared length means a corrupt file."""
+
+DEFAULT_SCHEMA_RECORDS = 2048
+"""Records read to decide the type and list-ness of each feature."""
+
+BYTES_LIST, FLOAT_LIST, INT64_LIST = 1, 2, 3
+_KIND_NAMES = {BYTES_LIST: "bytes_list", FLOAT_LIST: "float_list", INT64_LIST: "int64_list"}
+_ARROW_TYPES = {BYTES_LIST: pa.binary(), FLOAT_LIST: pa.float32(), INT64_LIST: pa.int64()}
+
+# ---------------------------------------------------------------------------------- CRC32C
+
+_POLY = 0x82F63B78  # Castagnoli polynomial, bit-reflected
+_BLOCK = 256
+
+
+def _byte_table() -> np.ndarray:
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(_POLY), table >> 1).astype(np.uint32)
+    return table
+
+
+_T = _byte_table()
+_T_LIST = [int(v) for v in _T]
+
+
+def _zero_byte(state: np.ndarray) -> np.ndarray:
+    """Advance CRC register values over one zero byte."""
+    return _T[state & 0xFF] ^ (state >> 8)
+
+
+def _block_tables() -> tuple[np.ndarray, np.ndarray, list[int]]:
+    # By linearity the zero-init CRC of a block is the XOR of each byte's own contribution,
+    # which depends only on the byte value and how many bytes follow it: one 256-entry table
+    # per position lets numpy compute a whole block with one gather and one XOR-reduce.
+    per_position = np.empty((_BLOCK, 256), dtype=np.uint32)
+    current = _T.copy()
+    for position in range(_BLOCK - 1, -1, -1):
+        per_position[position] = current
+        current = _zero_byte(current)
+    # Advancing a register over a whole block is linear too: one table per register byte.
+    advance = np.empty((4, 256), dtype=np.uint32)
+    for k in range(4):
+        values = np.arange(256, dtype=np.uint32) << np.uint32(8 * k)
+        for _ in range(_BLOCK):
+            values = _zero_byte(values)
+        advance[k] = values
+    # Register values that reach 0xFFFFFFFF after p zero bytes: the start state when a
+    # message is front-padded with p zeros to whole blocks.
+    top_inverse = np.empty(256, dtype=np.int64)
+    top_inverse[_T >> 24] = np.arange(256)
+    starts = [0xFFFFFFFF]
+    state = 0xFFFFFFFF
+    for _ in range(_BLOCK - 1):
+        low = int(top_inverse[state >> 24])
+        state = (((state ^ _T_LIST[low]) << 8) | low) & 0xFFFFFFFF
+        starts.append(state)
+    return per_position, advance, starts
+
+
+_PER_POSITION, _ADVANCE, _PADDED_START = _block_tables()
+_A0, _A1, _A2, _A3 = (row.tolist() for row in _ADVANCE)
+_POSITIONS = np.arange(_BLOCK)
+
+
+def crc32c(data: bytes | bytearray | memoryview) -> int:
+    """The CRC-32C (Castagnoli) checksum of ``data``."""
+    size = len(data)
+    if size < 64:
+        state = 0xFFFFFFFF
+        for byte in bytes(data):
+            state = _T_LIST[(state ^ byte) & 0xFF] ^ (state >> 8)
+        return state ^ 0xFFFFFFFF
+    pad = -size % _BLOCK
+    buffer = np.zeros(size + pad, dtype=np.uint8)
+    buffer[pad:] = np.frombuffer(data, dtype=np.uint8)
+    blocks = buffer.reshape(-1, _BLOCK)
+    block_crcs = np.bitwise_xor.reduce(_PER_POSITION[_POSITIONS, blocks], axis=1).tolist()
+    a0, a1, a2, a3 = _A0, _A1, _A2, _A3
+    state = _PADDED_START[pad]
+    for block_crc in block_crcs:
+        state = (
+            a0[state & 0xFF] ^ a1[(state >> 8) & 0xFF] ^ a2[(state >> 16) & 0xFF]
+            ^ a3[state >> 24] ^ block_crc
+        )
+    return state ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
+    """The masked CRC-32C that TFRecord framing stores (rotated right 15 bits, plus a constant)."""
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+# ---------------------------------------------------------------------------------- framing
+
+
+def _open(path: str) -> IO[bytes]:
+    if path.lower().endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb", buffering=1 << 20)  # noqa: SIM115
+
+
+def iter_records(path: str | Path, *, verify: bool = True) -> Iterator[bytes]:
+    """The data of each record of the TFRecord file ``path``, checksums verified, in order."""
+    name = str(path)
+    try:
+        handle = _open(name)
+    except OSError as exc:
+        raise DataError(f"cannot open TFRecord file {name}: {exc.strerror or exc}") from None
+    with handle:
+        number = 0
+        while True:
+            try:
+                header = handle.read(12)
+                if not header:
+                    return
+                if len(header) < 12:
+                    raise DataError(f"{name} record {number}: file ends inside the record header; "
+                                    "the file is truncated")
+                (length,) = struct.unpack_from("<Q", header)
+                (length_crc,) = struct.unpack_from("<I", header, 8)
+                if verify and masked_crc32c(header[:8]) != length_crc:
+                    raise DataError(f"{name} record {number}: length checksum mismatch; "
+                                    "the file is corrupt or not a TFRecord file")
+                if length > MAX_RECORD_BYTES:
+                    raise DataError(f"{name} record {number}: declares {length} bytes, over the "
+                                    f"{MAX_RECORD_BYTES}-byte limit; the file is corrupt")
+                data = handle.read(length)
+                footer = handle.read(4)
+            except (OSError, EOFError) as exc:
+                raise DataError(f"{name} record {number}: cannot read: {exc}") from None
+            if len(data) < length or len(footer) < 4:
+                raise DataError(f"{name} record {number}: file ends inside the record data; "
+                                "the file is truncated")
+            if verify and masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+                raise DataError(f"{name} record {number}: data checksum mismatch; "
+                                "the file is corrupt")
+            yield data
+            number += 1
+
+
+# ---------------------------------------------------------------------------------- Example
+
+
+class _Malformed(Exception):
+    """A record that does not follow the Example wire format (message without context)."""
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    while True:
+        if pos >= len(buf):
+            raise _Malformed("a varint runs past the end of its message")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift >= 70:
+            raise _Malformed("a varint is longer than 10 bytes")
+
+
+def _fields(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, Any, int]]:
+    """(field number, wire type, value or payload start, payload end) of each field."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, pos = _varint(buf, pos)
+            yield number, 0, value, pos
+        elif wire_type == 2:
+            length, pos = _varint(buf, pos)
+            if pos + length > end:
+                raise _Malformed(f"field {number} claims {length} bytes past its message's end")
+            yield number, 2, pos, pos + length
+            pos += length
+        elif wire_type == 5:
+            if pos + 4 > end:
+                raise _Malformed(f"field {number} is cut short")
+            yield number, 5, pos, pos + 4
+            pos += 4
+        elif wire_type == 1:
+            if pos + 8 > end:
+                raise _Malformed(f"field {number} is cut short")
+            yield number, 1, pos, pos + 8
+            pos += 8
+        else:
+            raise _Malformed(f"field {number} has unsupported wire type {wire_type}")
+    if pos != end:
+        raise _Malformed("the last field runs past the end of its message")
+
+
+def _packed_varints(buf: bytes, start: int, end: int) -> np.ndarray:
+    """Packed int64 varints as an int64 array (vectorised: bytes below 0x80 end a value)."""
+    raw = np.frombuffer(buf, dtype=np.uint8, count=end - start, offset=start)
+    if raw.size == 0:
+        return np.empty(0, dtype=np.int64)
+    ends = np.flatnonzero(raw < 0x80)
+    if ends.size == 0 or ends[-1] != raw.size - 1:
+        raise _Malformed("packed int64 values end inside a varint")
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    if int((ends - starts).max()) >= 10:
+        raise _Malformed("a varint is longer than 10 bytes")
+    within = np.arange(raw.size) - np.repeat(starts, ends - starts + 1)
+    parts = (raw & 0x7F).astype(np.uint64) << (within.astype(np.uint64) * np.uint64(7))
+    return np.add.reduceat(parts, starts).view(np.int64)
+
+
+def _feature(buf: bytes, start: int, end: int) -> tuple[int, Any]:
+    """(kind, values) of one Feature: a list of bytes or a float32 / int64 array."""
+    kind: int = 0
+    values: Any = None
+    for number, wire_type, a, b in _fields(buf, start, end):
+        if wire_type != 2 or number not in _KIND_NAMES:
+            continue
+        kind = number
+        if number == BYTES_LIST:
+            values = [bytes(buf[x:y]) for n, w, x, y in _fields(buf, a, b) if n == 1 and w == 2]
+            continue
+        dtype = np.float32 if number == FLOAT_LIST else np.int64
+        packed: list[np.ndarray] = []
+        loose: list[Any] = []  # unpacked values, flushed in order before the next packed run
+        for n, w, x, y in _fields(buf, a, b):
+            if n != 1:
+                continue
+            if w == 2 and loose:
+                packed.append(np.asarray(loose, dtype=dtype))
+                loose = []
+            if number == FLOAT_LIST and w == 2:
+                if (y - x) % 4:
+                    raise _Malformed("packed floats are not a whole number of 4-byte values")
+                packed.append(np.frombuffer(buf, dtype="<f4", count=(y - x) // 4, offset=x))
+            elif number == FLOAT_LIST and w == 5:
+                loose.append(struct.unpack_from("<f", buf, x)[0])
+            elif number == INT64_LIST and w == 2:
+                packed.append(_packed_varints(buf, x, y))
+            elif number == INT64_LIST and w == 0:
+                loose.append(x - (1 << 64) if x >= 1 << 63 else x)
+        if loose:
+            packed.append(np.asarray(loose, dtype=dtype))
+        values = packed[0] if len(packed) == 1 else np.concatenate(packed or [np.empty(0, dtype)])
+    return kind, values
+
+
+def parse_example(record: bytes) -> dict[str, tuple[int, Any]]:
+    """The features of one serialized ``tf.train.Example``: name → (kind, values).
+
+    ``kind`` is 1 (bytes_list: a list of bytes), 2 (float_list: float32 array) or 3
+    (int64_list: int64 array); a feature with no kind set has kind 0 and values ``None``.
+    Raises ``ValueError`` when the record is not an Example.
+    """
+    features: dict[str, tuple[int, Any]] = {}
+    try:
+        for number, wire_type, a, b in _fields(record, 0, len(record)):
+            if number != 1 or wire_type != 2:
+                continue
+            for entry_number, entry_type, x, y in _fields(record, a, b):
+                if entry_number != 1 or entry_type != 2:
+                    continue
+                key, value = "", (0, None)
+                for n, w, p, q in _fields(record, x, y):
+                    if n == 1 and w == 2:
+                        key = bytes(record[p:q]).decode("utf-8")
+                    elif n == 2 and w == 2:
+                        value = _feature(record, p, q)
+                features[key] = value
+    except (_Malformed, UnicodeDecodeError) as exc:
+        raise ValueError(str(exc)) from None
+    return features
+
+
+# ---------------------------------------------------------------------------------- to Arrow
+
+
+class TFRecordFiles:
+    """TFRecord files of Examples read as Arrow tables, with the schema of their first records."""
+
+    def __init__(self, files: Sequence[str], *, schema_records: int = DEFAULT_SCHEMA_RECORDS,
+                 verify: bool = True) -> None:
+        self.files = tuple(files)
+        self.verify = verify
+        self.skipped_features: set[str] = set()
+        kinds: dict[str, int] = {}
+        longest: dict[str, int] = {}
+        for _, features in self._examples(limit=schema_records):
+            for name, (kind, values) in features.items():
+                if kind:
+                    kinds.setdefault(name, kind)
+                    longest[name] = max(longest.get(name, 0), len(values))
+        self.kinds = kinds
+        self.scalar = {name: longest[name] <= 1 for name in kinds}
+        self.schema = pa.schema([
+            (name, _ARROW_TYPES[kind] if self.scalar[name] else pa.list_(_ARROW_TYPES[kind]))
+            for name, kind in kinds.items()
+        ])
+
+    def _examples(self, limit: int | None = None) -> Iterator[tuple[tuple[str, int], dict]]:
+        seen = 0
+        for path in self.files:
+            for number, record in enumerate(iter_records(path, verify=self.verify)):
+                if limit is not None and seen >= limit:
+                    return
+                try:
+                    features = parse_example(record)
+                except ValueError as exc:
+                    raise DataError(f"{path} record {number}: not a tf.train.Example ({exc})"
+                                    ) from None
+                yield (path, number), features
+                seen += 1
+
+    def tables(self, columns: Sequence[str] | None = None,
+               batch_rows: int = 4096) -> Iterator[pa.Table]:
+        """The records as tables of up to ``batch_rows`` rows holding ``columns`` (all if None)."""
+        names = list(self.schema.names if columns is None else columns)
+        pending: list[tuple[tuple[str, int], dict]] = []
+        for item in self._examples():
+            pending.append(item)
+            if len(pending) == batch_rows:
+                yield self._table(pending, names)
+                pending = []
+        if pending:
+            yield self._table(pending, names)
+
+    def _table(self, records: list[tuple[tuple[str, int], dict]], names: list[str]) -> pa.Table:
+        for _, features in records:
+            for name in features.keys() - self.kinds.keys():
+                self.skipped_features.add(name)
+        return pa.table({name: self._column(name, records) for name in names},
+                        schema=pa.schema([self.schema.field(n) for n in names]))
+
+    def _column(self, name: str, records: list[tuple[tuple[str, int], dict]]) -> pa.Array:
+        kind = self.kinds[name]
+        arrow_type = _ARROW_TYPES[kind]
+        values: list[Any] = []
+        for (path, number), features in records:
+            got_kind, got = features.get(name, (0, None))
+            if got_kind and got_kind != kind:
+                raise DataError(
+                    f"{path} record {number}: feature '{name}' is a {_KIND_NAMES[got_kind]} but "
+                    f"the first records hold a {_KIND_NAMES[kind]}; every record needs one kind")
+            values.append(got if got_kind else None)
+        if self.scalar[name]:
+            flat: list[Any] = []
+            for ((path, number), _), got in zip(records, values, strict=True):
+                if got is None or len(got) == 0:
+                    flat.append(None)
+                elif len(got) == 1:
+                    flat.append(got[0])
+                else:
+                    raise DataError(
+                        f"{path} record {number}: feature '{name}' holds {len(got)} values but "
+                        f"the first records hold one; read more records for the schema "
+                        f"(schema_records) or write it as a list in every record")
+            return pa.array(flat, type=arrow_type)
+        return _list_array(values, kind)
+
+
+def _list_array(values: list[Any], kind: int) -> pa.Array:
+    """A list column from per-row value lists (``None`` for a missing feature)."""
+    lengths = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int32,
+                          count=len(values))
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    present = [v for v in values if v is not None]
+    if kind == BYTES_LIST:
+        flat = pa.array([item for v in present for item in v], type=pa.binary())
+    else:
+        dtype = np.float32 if kind == FLOAT_LIST else np.int64
+        flat = pa.array(np.concatenate(present).astype(dtype, copy=False) if present
+                        else np.empty(0, dtype))
+    mask = pa.array([v is None for v in values], type=pa.bool_())
+    return pa.ListArray.from_arrays(pa.array(offsets), flat, mask=mask)
