@@ -215,6 +215,29 @@ def test_reset_reseeds_and_clears(lognormal_server):
     assert again.epoch_ns == epoch_ns and again.service_ns.tolist() == first.tolist()
 
 
+def test_a_reset_during_a_held_request_leaves_the_new_records_alone():
+    with GroundTruthServer("constant:200ms") as server:
+        answers: dict[str, int] = {}
+
+        def one(name: str) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            answers[name] = post(conn, name)[0]
+
+        before = threading.Thread(target=one, args=("before",))
+        before.start()
+        time.sleep(0.05)
+        server.reset()
+        after = threading.Thread(target=one, args=("after",))
+        after.start()
+        before.join(10)
+        after.join(10)
+        records = server.records()
+    assert answers == {"before": 200, "after": 200}  # the held answer still went out
+    assert records.request_ids == ["after"]
+    # Its answer time is its own, not the earlier request's written into the new records.
+    assert records.done_ns[0] - records.arrival_ns[0] >= 200 * MS
+
+
 def test_holds_are_timers_not_work():
     # 40 concurrent requests of 100 ms each finish in about 100 ms, not 4 s.
     with GroundTruthServer("constant:100ms") as server:
@@ -346,7 +369,7 @@ def test_child_process_serves_and_reports():
     assert records.service_ns.tolist() == [round(law.draw_s(rng) * 1e9) for _ in range(10)]
     # One monotonic clock for both processes: the child's times fall inside the client's.
     assert epoch_ns < sent_ns <= records.arrival_ns[0]
-    assert records.done_ns[-1] <= received_ns
+    assert records.done_ns[-1] <= received_ns  # no answer is seen before it is sent
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,13 @@ exactly that many stalls. The freeze is modelled exactly, as a stopped process w
 The server is not actually frozen: it keeps reading so that it can timestamp every request's
 true arrival, and only holds the responses. Per request it records the arrival time (when its
 last byte was read), the drawn service time, the planned release and the moment the response
-was actually written (timers fire up to about a millisecond late; ``done_ns`` is the truth a
-client can see). All times are absolute ``time.perf_counter_ns()`` values, which on Linux is the
-system-wide monotonic clock, so they compare directly with a client's timestamps in another
-process. ``GET /stats`` returns them as JSON; ``DELETE /stats`` clears them, reseeds the RNG and
-restarts the stall clock.
+was handed to the socket (``done_ns``; timers fire a little late, and on a busy machine the
+process may be scheduled late too, so ``done_ns − arrival_ns`` is the service time actually
+applied: the truth a client can see). Both timestamps are causal bounds: a client sent the
+request before ``arrival_ns`` and cannot have the answer before ``done_ns``. All times are
+absolute ``time.perf_counter_ns()`` values, which on Linux is the system-wide monotonic clock,
+so they compare directly with a client's timestamps in another process. ``GET /stats`` returns
+them as JSON; ``DELETE /stats`` clears them, reseeds the RNG and restarts the stall clock.
 
 Run it in-process (``GroundTruthServer``, a thread with its own event loop), in a subprocess
 (``GroundTruthProcess``, preferred for timing: no shared GIL with the client), or as
@@ -119,7 +121,8 @@ class _Connection(asyncio.Protocol):
     def __init__(self, core: _Core) -> None:
         self.core = core
         self.parser = httptools.HttpRequestParser(self)
-        # [response bytes or None, close?, record index or -1], in request order
+        # [response bytes or None, close?, record index or -1, its records' done column],
+        # in request order (the column, not the index alone: a reset may replace the records)
         self.pending: deque[list[Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.now_ns = 0
@@ -140,7 +143,7 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self._queue([_response(b"400 Bad Request", b'{"error":"malformed HTTP"}',
-                                   close=True), True, -1])
+                                   close=True), True, -1, None])
 
     def on_message_begin(self) -> None:
         self.url, self.request_id = b"", ""
@@ -156,7 +159,7 @@ class _Connection(asyncio.Protocol):
         method, close = self.parser.get_method(), not self.parser.should_keep_alive()
         if method == b"POST":
             index, service_ns, release_ns = self.core.admit(self.now_ns, self.request_id)
-            slot: list[Any] = [None, close, index]
+            slot: list[Any] = [None, close, index, self.core.columns[3]]
             self.pending.append(slot)
             delay_s = max(0.0, (release_ns - time.perf_counter_ns()) / 1e9)
             asyncio.get_running_loop().call_later(
@@ -167,11 +170,11 @@ class _Connection(asyncio.Protocol):
             doc = ({"epoch_ns": self.core.reset()} if method == b"DELETE"
                    else self.core.snapshot().to_json())
             body = json.dumps(doc, separators=(",", ":")).encode()
-            self._queue([_response(b"200 OK", body, close=close), close, -1])
+            self._queue([_response(b"200 OK", body, close=close), close, -1, None])
         else:
             self._queue([_response(b"405 Method Not Allowed",
                                    b'{"error":"POST to be served, GET or DELETE /stats"}',
-                                   close=close), close, -1])
+                                   close=close), close, -1, None])
 
     def _answer(self, slot: list[Any], index: int, arrival_ns: int, service_ns: int,
                 release_ns: int) -> None:
@@ -191,12 +194,12 @@ class _Connection(asyncio.Protocol):
     def _flush(self) -> None:
         """Write every ready answer at the head of the queue (HTTP/1.1 answers stay in order)."""
         while self.pending and self.pending[0][0] is not None:
-            data, close, index = self.pending.popleft()
+            data, close, index, done_column = self.pending.popleft()
             if self.transport is None:
                 continue  # the client left: the answer is never written, done_ns stays 0
+            if index >= 0:  # taken before the write: the client cannot have it any earlier
+                done_column[index] = time.perf_counter_ns()
             self.transport.write(data)
-            if index >= 0:
-                self.core.columns[3][index] = time.perf_counter_ns()
             if close:
                 self.transport.close()
 

@@ -109,13 +109,13 @@ class GroundTruthRecords:
     arrival_ns: np.ndarray
     service_ns: np.ndarray  # the drawn service time
     release_ns: np.ndarray  # when the model says the answer is due
-    done_ns: np.ndarray  # when the answer was actually written
+    done_ns: np.ndarray  # when the answer was handed to the socket (0: never, client gone)
     request_ids: list[str]
     unrecorded: int = 0  # requests beyond the record limit
 
     @property
     def latency_s(self) -> np.ndarray:
-        """Arrival to written answer: the true server-side latency of each request."""
+        """Arrival to answer handed to the socket: the service time each request really got."""
         return (self.done_ns - self.arrival_ns) / 1e9
 
     @property
