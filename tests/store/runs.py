@@ -54,3 +54,19 @@ def summary_like(template: dict[str, Any], run_id: str, *, model: str = "ranker"
     summary["load"]["settings"]["rate_per_s"] = rate_per_s
     summary["interrupted"] = interrupted
     return summary
+
+
+# run id → (model, version, p99 ms, started at, tags, status); created in this order
+RUNS = {
+    "r1": ("ranker", "1", 30.0, "2026-11-01T10:00:00.000Z", ("nightly",), "completed"),
+    "r2": ("ranker", "1", 45.0, "2026-11-02T10:00:00.000Z", ("nightly", "ci"), "completed"),
+    "r3": ("ranker", "2", 12.0, "2026-11-03T10:00:00.000Z", ("ci",), "completed"),
+    "r4": ("ranker", "2", None, "2026-11-04T10:00:00.000Z", (), "failed"),
+    "s1": ("scorer", "7", 80.0, "2026-11-02T12:00:00.000Z", ("nightly",), "interrupted"),
+    "s2": ("scorer", "8", 5.0, "2026-11-05T09:30:00.000Z", ("ci", "release"), "completed"),
+}
+
+
+def ids(runs) -> list[str]:
+    """The run ids of stored runs, in order."""
+    return [run.run_id for run in runs]

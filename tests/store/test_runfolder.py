@@ -303,7 +303,7 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        for i in range(150):
+        for i in range(60):
             folder.write_summary(large if i % 2 else small)
     finally:
         stop.set()
