@@ -53,6 +53,7 @@ FORMATS = {
 """File extensions (before any ``.gz``/``.bz2``/``.zst``) and the format each one means."""
 
 _COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
+_WHOLE_ROW_GROUP = ds.ParquetFragmentScanOptions(pre_buffer=False)
 SCAN_BATCH_ROWS = 65_536
 """Rows per batch when a source is streamed."""
 
@@ -84,7 +85,9 @@ class RowGroup:
 
     def read(self, columns: Sequence[str]) -> pa.Table:
         """The row group's ``columns`` (partition columns filled in)."""
-        return self.fragment.to_table(schema=self.schema, columns=list(columns))
+        # One whole row group per call: pre-buffering would only hold a second copy of it.
+        return self.fragment.to_table(schema=self.schema, columns=list(columns),
+                                      fragment_scan_options=_WHOLE_ROW_GROUP)
 
 
 class Source:

@@ -19,25 +19,29 @@ Other formats are streamed once (twice with ``stratify``).
 from __future__ import annotations
 
 import difflib
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from modelcaliper.errors import DataError
 from modelcaliper.workload.datasets import RowGroup, Source, open_source, to_numpy_columns
 from modelcaliper.workload.filters import Filter, parse_where
 from modelcaliper.workload.queries import SMALL_GROUP_POLICIES, plan_queries
+from modelcaliper.workload.sampling import (
+    ALL_PRIORITIES,
+    Keeper,
+    mix,
+    row_priorities,
+    seed_key,
+    value_hashes,
+)
 
-__all__ = ["SelectedRows", "Selection", "row_priorities", "select_rows", "value_hashes"]
+__all__ = ["SelectedRows", "Selection", "select_rows"]
 
-_U64 = np.uint64
-_ALL_PRIORITIES = 1 << 64
 _POSITION_CHUNK = 1 << 22
 
 
@@ -92,138 +96,6 @@ class SelectedRows:
         return self.table.num_rows
 
 
-# ---------------------------------------------------------------------------------- hashing
-
-
-def _mix(values: np.ndarray) -> np.ndarray:
-    """A 64-bit bijective mixer (splitmix64's finaliser) applied elementwise."""
-    z = np.asarray(values, dtype=_U64) + _U64(0x9E3779B97F4A7C15)
-    z ^= z >> _U64(30)
-    z *= _U64(0xBF58476D1CE4E5B9)
-    z ^= z >> _U64(27)
-    z *= _U64(0x94D049BB133111EB)
-    z ^= z >> _U64(31)
-    return z
-
-
-def _seed_key(seed: int, stream: int) -> np.uint64:
-    return _U64(_mix(np.array([(seed * 0x2545F4914F6CDD1D + stream) % _ALL_PRIORITIES]))[0])
-
-
-def row_priorities(positions: np.ndarray, seed: int) -> np.ndarray:
-    """The sampling priority of each row position under ``seed`` (uniform 64-bit values)."""
-    return _mix(np.asarray(positions, dtype=_U64) ^ _seed_key(seed, 1))
-
-
-_NULL_HASH = _U64(0x6E756C6C6E756C6C)
-
-
-def value_hashes(column: pa.ChunkedArray | pa.Array, name: str) -> np.ndarray:
-    """A 64-bit hash of each value, the same for equal values in any file or batch."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    kind = array.type
-    if pa.types.is_dictionary(kind):
-        array, kind = array.dictionary_decode(), kind.value_type
-    nulls = np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    if pa.types.is_temporal(kind):
-        array, kind = array.cast(pa.int64()), pa.int64()
-    if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
-        filled = pc.fill_null(array.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
-        out = _mix(filled.astype(np.int64).view(_U64))
-    elif pa.types.is_floating(kind):
-        filled = pc.fill_null(array.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
-        filled = np.where(filled == 0.0, 0.0, filled)  # -0.0 and 0.0 are one group
-        filled = np.where(np.isnan(filled), np.nan, filled)
-        out = _mix(filled.view(_U64) ^ _U64(0xF10A7))
-    elif (pa.types.is_string(kind) or pa.types.is_large_string(kind)
-          or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
-        encoded = pc.dictionary_encode(array)
-        words = [b"" if v is None else (v if isinstance(v, bytes) else v.encode("utf-8"))
-                 for v in encoded.dictionary.to_pylist()]
-        table = np.fromiter(
-            (int.from_bytes(hashlib.blake2b(w, digest_size=8).digest(), "little") for w in words),
-            dtype=_U64, count=len(words))
-        indices = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
-        out = table[indices] if len(words) else np.zeros(len(array), dtype=_U64)
-    else:
-        raise DataError(f"column '{name}' holds {kind}; group or stratify by a column of "
-                        "numbers, strings or dates")
-    out = np.asarray(out, dtype=_U64)
-    out[nulls] = _NULL_HASH
-    return out
-
-
-# ---------------------------------------------------------------------------------- keeper
-
-
-class _Keeper:
-    """Candidates of lowest priority: all rows under ``cut``, or whole groups up to ``quota``."""
-
-    def __init__(self, quota: int | None, cut: int | None, grouped: bool) -> None:
-        self.quota = quota
-        self.cut = None if cut is None else _U64(min(cut, _ALL_PRIORITIES - 1))
-        self.grouped = grouped
-        self.threshold: np.uint64 | None = None
-        self.priorities: list[np.ndarray] = []
-        self.positions: list[np.ndarray] = []
-        self.tables: list[pa.Table] = []
-        self.size = 0
-
-    def add(self, priorities: np.ndarray, positions: np.ndarray, table: pa.Table | None) -> None:
-        if self.quota == 0:
-            return
-        keep = None
-        if self.cut is not None:
-            keep = priorities < self.cut
-        if self.threshold is not None:
-            below = priorities <= self.threshold
-            keep = below if keep is None else keep & below
-        if keep is not None and not keep.all():
-            priorities, positions = priorities[keep], positions[keep]
-            if table is not None:
-                table = table.filter(pa.array(keep))
-        if not positions.size:
-            return
-        self.priorities.append(priorities)
-        self.positions.append(positions)
-        if table is not None:
-            self.tables.append(table)
-        self.size += positions.size
-        if self.quota is not None and self.size > 2 * self.quota + 4096:
-            self.compact()
-
-    def compact(self) -> None:
-        if not self.priorities:
-            return
-        priorities = np.concatenate(self.priorities)
-        positions = np.concatenate(self.positions)
-        table = pa.concat_tables(self.tables) if self.tables else None
-        if self.quota is not None and priorities.size > self.quota:
-            if self.grouped:
-                values, counts = np.unique(priorities, return_counts=True)
-                last = int(np.searchsorted(np.cumsum(counts), self.quota))
-                self.threshold = values[min(last, values.size - 1)]
-                chosen = np.flatnonzero(priorities <= self.threshold)
-            else:
-                chosen = np.argpartition(priorities, self.quota - 1)[: self.quota]
-                self.threshold = priorities[chosen].max()
-            priorities, positions = priorities[chosen], positions[chosen]
-            if table is not None:
-                table = table.take(pa.array(chosen))
-        self.priorities, self.positions = [priorities], [positions]
-        self.tables = [table] if table is not None else []
-        self.size = positions.size
-
-    def result(self) -> tuple[np.ndarray, pa.Table | None]:
-        self.compact()
-        if not self.positions:
-            return np.empty(0, dtype=np.int64), None
-        positions = self.positions[0].astype(np.int64)
-        order = np.argsort(positions, kind="stable")
-        table = self.tables[0].take(pa.array(order)) if self.tables else None
-        return positions[order], table
-
-
 # ---------------------------------------------------------------------------------- passes
 
 
@@ -264,7 +136,7 @@ def _priorities(table: pa.Table, positions: np.ndarray, selection: Selection) ->
     if selection.group_by is None:
         return row_priorities(positions, selection.seed)
     hashes = value_hashes(table.column(selection.group_by), selection.group_by)
-    return _mix(hashes ^ _seed_key(selection.seed, 2))
+    return mix(hashes ^ seed_key(selection.seed, 2))
 
 
 def _strata_counts(source: Source, selection: Selection, where: Filter | None,
@@ -311,16 +183,16 @@ def _choose(source: Source, selection: Selection, where: Filter | None,
             row_groups: list[RowGroup] | None, key_columns: list[str],
             payload: list[str] | None) -> tuple[np.ndarray, pa.Table | None, int, int]:
     """(positions, rows or None, rows scanned, rows matched) of the chosen rows."""
-    cut = None if selection.fraction is None else int(selection.fraction * _ALL_PRIORITIES)
+    cut = None if selection.fraction is None else int(selection.fraction * ALL_PRIORITIES)
     grouped = selection.group_by is not None
-    keepers: dict[int, _Keeper] = {}
+    keepers: dict[int, Keeper] = {}
     quotas: dict[int, int] | None = None
     if selection.stratify is not None:
         quotas = _quotas(_strata_counts(source, selection, where, row_groups), selection)
         # Each stratum keeps its quota of lowest priorities: no Bernoulli cut on top.
-        keepers = {k: _Keeper(q, None, grouped) for k, q in quotas.items()}
+        keepers = {k: Keeper(q, None, grouped) for k, q in quotas.items()}
         cut = None
-    single = _Keeper(selection.sample, cut, grouped)
+    single = Keeper(selection.sample, cut, grouped)
     columns = _unique([*key_columns, *(payload or [])])
     scanned = matched = 0
     for positions, table, rows in _filtered(source, columns, where, row_groups):
@@ -353,8 +225,8 @@ def _choose(source: Source, selection: Selection, where: Filter | None,
 
 def _plain_positions(total: int, selection: Selection) -> np.ndarray:
     """Positions chosen among ``total`` rows with no filter, groups or strata."""
-    cut = None if selection.fraction is None else int(selection.fraction * _ALL_PRIORITIES)
-    keeper = _Keeper(selection.sample, cut, grouped=False)
+    cut = None if selection.fraction is None else int(selection.fraction * ALL_PRIORITIES)
+    keeper = Keeper(selection.sample, cut, grouped=False)
     for start in range(0, total, _POSITION_CHUNK):
         positions = np.arange(start, min(start + _POSITION_CHUNK, total), dtype=np.int64)
         keeper.add(row_priorities(positions, selection.seed), positions, None)

@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from modelcaliper.errors import DataError
+from modelcaliper.workload.crc32c import crc32c
 
 __all__ = [
     "DEFAULT_SCHEMA_RECORDS",
@@ -56,85 +57,6 @@ DEFAULT_SCHEMA_RECORDS = 2048
 BYTES_LIST, FLOAT_LIST, INT64_LIST = 1, 2, 3
 _KIND_NAMES = {BYTES_LIST: "bytes_list", FLOAT_LIST: "float_list", INT64_LIST: "int64_list"}
 _ARROW_TYPES = {BYTES_LIST: pa.binary(), FLOAT_LIST: pa.float32(), INT64_LIST: pa.int64()}
-
-# ---------------------------------------------------------------------------------- CRC32C
-
-_POLY = 0x82F63B78  # Castagnoli polynomial, bit-reflected
-_BLOCK = 256
-
-
-def _byte_table() -> np.ndarray:
-    table = np.arange(256, dtype=np.uint32)
-    for _ in range(8):
-        table = np.where(table & 1, (table >> 1) ^ np.uint32(_POLY), table >> 1).astype(np.uint32)
-    return table
-
-
-_T = _byte_table()
-_T_LIST = [int(v) for v in _T]
-
-
-def _zero_byte(state: np.ndarray) -> np.ndarray:
-    """Advance CRC register values over one zero byte."""
-    return _T[state & 0xFF] ^ (state >> 8)
-
-
-def _block_tables() -> tuple[np.ndarray, np.ndarray, list[int]]:
-    # By linearity the zero-init CRC of a block is the XOR of each byte's own contribution,
-    # which depends only on the byte value and how many bytes follow it: one 256-entry table
-    # per position lets numpy compute a whole block with one gather and one XOR-reduce.
-    per_position = np.empty((_BLOCK, 256), dtype=np.uint32)
-    current = _T.copy()
-    for position in range(_BLOCK - 1, -1, -1):
-        per_position[position] = current
-        current = _zero_byte(current)
-    # Advancing a register over a whole block is linear too: one table per register byte.
-    advance = np.empty((4, 256), dtype=np.uint32)
-    for k in range(4):
-        values = np.arange(256, dtype=np.uint32) << np.uint32(8 * k)
-        for _ in range(_BLOCK):
-            values = _zero_byte(values)
-        advance[k] = values
-    # Register values that reach 0xFFFFFFFF after p zero bytes: the start state when a
-    # message is front-padded with p zeros to whole blocks.
-    top_inverse = np.empty(256, dtype=np.int64)
-    top_inverse[_T >> 24] = np.arange(256)
-    starts = [0xFFFFFFFF]
-    state = 0xFFFFFFFF
-    for _ in range(_BLOCK - 1):
-        low = int(top_inverse[state >> 24])
-        state = (((state ^ _T_LIST[low]) << 8) | low) & 0xFFFFFFFF
-        starts.append(state)
-    return per_position, advance, starts
-
-
-_PER_POSITION, _ADVANCE, _PADDED_START = _block_tables()
-_A0, _A1, _A2, _A3 = (row.tolist() for row in _ADVANCE)
-_POSITIONS = np.arange(_BLOCK)
-
-
-def crc32c(data: bytes | bytearray | memoryview) -> int:
-    """The CRC-32C (Castagnoli) checksum of ``data``."""
-    size = len(data)
-    if size < 64:
-        state = 0xFFFFFFFF
-        for byte in bytes(data):
-            state = _T_LIST[(state ^ byte) & 0xFF] ^ (state >> 8)
-        return state ^ 0xFFFFFFFF
-    pad = -size % _BLOCK
-    buffer = np.zeros(size + pad, dtype=np.uint8)
-    buffer[pad:] = np.frombuffer(data, dtype=np.uint8)
-    blocks = buffer.reshape(-1, _BLOCK)
-    block_crcs = np.bitwise_xor.reduce(_PER_POSITION[_POSITIONS, blocks], axis=1).tolist()
-    a0, a1, a2, a3 = _A0, _A1, _A2, _A3
-    state = _PADDED_START[pad]
-    for block_crc in block_crcs:
-        state = (
-            a0[state & 0xFF] ^ a1[(state >> 8) & 0xFF] ^ a2[(state >> 16) & 0xFF]
-            ^ a3[state >> 24] ^ block_crc
-        )
-    return state ^ 0xFFFFFFFF
-
 
 def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
     """The masked CRC-32C that TFRecord framing stores (rotated right 15 bits, plus a constant)."""
@@ -228,16 +150,12 @@ def _fields(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, Any, i
                 raise _Malformed(f"field {number} claims {length} bytes past its message's end")
             yield number, 2, pos, pos + length
             pos += length
-        elif wire_type == 5:
-            if pos + 4 > end:
+        elif wire_type in (1, 5):
+            size = 8 if wire_type == 1 else 4
+            if pos + size > end:
                 raise _Malformed(f"field {number} is cut short")
-            yield number, 5, pos, pos + 4
-            pos += 4
-        elif wire_type == 1:
-            if pos + 8 > end:
-                raise _Malformed(f"field {number} is cut short")
-            yield number, 1, pos, pos + 8
-            pos += 8
+            yield number, wire_type, pos, pos + size
+            pos += size
         else:
             raise _Malformed(f"field {number} has unsupported wire type {wire_type}")
     if pos != end:
