@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -299,7 +300,15 @@ def main() -> int:
     if missing:
         print(f"not measured: {', '.join(missing)}"
               + (" (--quick)" if args.quick else " (not installed: make bench-tools)"))
-    print_table(run_all(args, available), args)
+    load_before = os.getloadavg()[0]
+    results = run_all(args, available)
+    load_after = os.getloadavg()[0]
+    print_table(results, args)
+    print(f"\nload average (1 min) {load_before:.1f} before, {load_after:.1f} after, on "
+          f"{os.cpu_count()} cores")
+    if max(load_before, load_after) > 1.5:
+        print("warning: other processes were running; the rates measure the machine as much "
+              "as the generators (CPU per request is the steadier figure)")
     return 0
 
 

@@ -114,7 +114,7 @@ def cpu_us(cpu_s: float, requests: float) -> float:
 
 
 def write_files(work: Path) -> None:
-    """The request body, nginx-independent scripts of every peer, into ``work``."""
+    """The request body and every peer's script, into ``work``."""
     (work / "body.json").write_bytes(BODY)
     (work / "k6.js").write_text(K6_SCRIPT)
     (work / "locustfile.py").write_text(LOCUST_FILE)
