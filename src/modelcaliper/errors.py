@@ -9,6 +9,7 @@
     │   └── PayloadTooLargeError     a body or declared length beyond the allowed size
     │                                (HTTP 413 / RESOURCE_EXHAUSTED)
     └── TargetError                  the system under test failed or could not be reached (exit 1)
+        └── TargetStartError         a server we start never became ready or exited early  (exit 2)
 
 User errors are printed by the CLI as one line, ``error: <Class>: <message>``, never as a
 traceback. Failed requests during a load run are *not* exceptions: they are recorded as data.
@@ -22,6 +23,7 @@ __all__ = [
     "MissingExtraError",
     "PayloadTooLargeError",
     "TargetError",
+    "TargetStartError",
     "UsageError",
     "WireError",
 ]
@@ -75,3 +77,19 @@ class TargetError(CaliperError):
     """The target server failed, died or could not be reached."""
 
     exit_code = 1
+
+
+class TargetStartError(TargetError):
+    """A server we start (embedded or launched) exited or timed out before it was ready.
+
+    Nothing has been sent yet, so this is an input error (exit 2). ``log_tail`` holds the
+    server's last log lines and ``log_path`` its full log, when there is one.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, log_tail: list[str] | None = None,
+                 log_path: str | None = None) -> None:
+        super().__init__(message)
+        self.log_tail = list(log_tail or [])
+        self.log_path = log_path
