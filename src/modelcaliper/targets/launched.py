@@ -41,6 +41,9 @@ __all__ = ["LaunchedServer", "ServerProcess", "describe_exit"]
 
 _TAIL_BYTES = 64 * 1024  # enough for the last few dozen log lines
 _KILL_WAIT_S = 5.0
+_READY_CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100),
+                          ("grpc.min_reconnect_backoff_ms", 100),
+                          ("grpc.max_reconnect_backoff_ms", 500)]
 _PROBE_RETRY_S = 5.0  # how long a ready server may take to answer the model's metadata
 
 
@@ -279,7 +282,10 @@ class _Readiness:
             import grpc
 
             if self._channel is None:
-                self._channel = grpc.insecure_channel(self.url[len("grpc://"):].rstrip("/"))
+                # Short reconnect backoff: gRPC's default grows to minutes while the server
+                # is still loading, which would delay noticing that it is up.
+                self._channel = grpc.insecure_channel(
+                    self.url[len("grpc://"):].rstrip("/"), options=_READY_CHANNEL_OPTIONS)
             try:
                 grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
                 return True
