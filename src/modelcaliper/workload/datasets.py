@@ -111,7 +111,8 @@ class Source:
         names = list(self.schema.names if columns is None else columns)
         with self.errors():
             if self.format == "tfrecord":
-                yield from self._dataset.tables(names, batch_rows=batch_rows)
+                # Parsed Examples are Python objects: keep TFRecord batches small.
+                yield from self._dataset.tables(names, batch_rows=min(batch_rows, 4096))
                 return
             for batch in self._dataset.to_batches(columns=names, batch_size=batch_rows,
                                                   use_threads=False):

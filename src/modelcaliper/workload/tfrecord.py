@@ -51,12 +51,13 @@ __all__ = [
 MAX_RECORD_BYTES = 256 * 1024 * 1024
 """Largest record length accepted; a bigger declared length means a corrupt file."""
 
-DEFAULT_SCHEMA_RECORDS = 2048
+DEFAULT_SCHEMA_RECORDS = 1024
 """Records read to decide the type and list-ness of each feature."""
 
 BYTES_LIST, FLOAT_LIST, INT64_LIST = 1, 2, 3
 _KIND_NAMES = {BYTES_LIST: "bytes_list", FLOAT_LIST: "float_list", INT64_LIST: "int64_list"}
 _ARROW_TYPES = {BYTES_LIST: pa.binary(), FLOAT_LIST: pa.float32(), INT64_LIST: pa.int64()}
+_ABSENT: tuple[int, Any] = (0, None)
 
 def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
     """The masked CRC-32C that TFRecord framing stores (rotated right 15 bits, plus a constant)."""
@@ -214,31 +215,139 @@ def _feature(buf: bytes, start: int, end: int) -> tuple[int, Any]:
     return kind, values
 
 
+def _length(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """A length varint at ``pos`` (one byte in the common case) and where its payload starts."""
+    if pos >= end:
+        raise _Malformed("a field is cut short")
+    length = buf[pos]
+    if length < 0x80:
+        return length, pos + 1
+    return _varint(buf, pos)
+
+
+def _skip(buf: bytes, pos: int, end: int) -> int:
+    """The position after the field that starts at ``pos``."""
+    for _, _, _, after in _fields_once(buf, pos, end):
+        return after
+    return end
+
+
+def _fields_once(buf: bytes, pos: int, end: int) -> Iterator[tuple[int, int, Any, int]]:
+    key, pos = _varint(buf, pos)
+    wire_type = key & 7
+    if wire_type == 0:
+        _, pos = _varint(buf, pos)
+        yield key >> 3, 0, None, pos
+    elif wire_type == 2:
+        length, pos = _length(buf, pos, end)
+        if pos + length > end:
+            raise _Malformed(f"field {key >> 3} runs past its message's end")
+        yield key >> 3, 2, pos, pos + length
+    elif wire_type in (1, 5):
+        size = 8 if wire_type == 1 else 4
+        if pos + size > end:
+            raise _Malformed(f"field {key >> 3} is cut short")
+        yield key >> 3, wire_type, pos, pos + size
+    else:
+        raise _Malformed(f"field {key >> 3} has unsupported wire type {wire_type}")
+
+
+def _fast_values(kind: int, buf: bytes, start: int, end: int) -> Any:
+    """The values of a list message written the usual way (packed, one run), else None."""
+    if start == end:
+        return [] if kind == BYTES_LIST else ()
+    if buf[start] != 0x0A:  # field 1, length-delimited
+        return None
+    if kind == BYTES_LIST:
+        values: list[bytes] = []
+        pos = start
+        while pos < end:
+            if buf[pos] != 0x0A:
+                return None
+            length, pos = _length(buf, pos + 1, end)
+            if pos + length > end:
+                raise _Malformed("a bytes value runs past its list's end")
+            values.append(buf[pos:pos + length])
+            pos += length
+        return values
+    length, pos = _length(buf, start + 1, end)
+    if pos + length != end:
+        return None
+    if kind == FLOAT_LIST:
+        if length % 4:
+            raise _Malformed("packed floats are not a whole number of 4-byte values")
+        count = length // 4
+        if count <= 16:  # a tuple of Python floats is cheaper than a tiny array
+            return struct.unpack_from(f"<{count}f", buf, pos)
+        return np.frombuffer(buf, dtype="<f4", count=count, offset=pos)
+    if length <= 16:
+        numbers: list[int] = []
+        while pos < end:
+            value, pos = _varint(buf, pos)
+            numbers.append(value - (1 << 64) if value >= 1 << 63 else value)
+        return tuple(numbers)
+    return _packed_varints(buf, pos, end)
+
+
+def _feature_at(buf: bytes, start: int, end: int) -> tuple[int, Any]:
+    """(kind, values) of the Feature in ``buf[start:end]``."""
+    if start < end and buf[start] in (0x0A, 0x12, 0x1A):
+        kind = buf[start] >> 3
+        length, pos = _length(buf, start + 1, end)
+        if pos + length == end:
+            values = _fast_values(kind, buf, pos, end)
+            if values is not None:
+                return kind, values
+    return _feature(buf, start, end)
+
+
 def parse_example(record: bytes) -> dict[str, tuple[int, Any]]:
     """The features of one serialized ``tf.train.Example``: name → (kind, values).
 
-    ``kind`` is 1 (bytes_list: a list of bytes), 2 (float_list: float32 array) or 3
-    (int64_list: int64 array); a feature with no kind set has kind 0 and values ``None``.
-    Raises ``ValueError`` when the record is not an Example.
+    ``kind`` is 1 (bytes_list: a list of bytes), 2 (float_list: floats) or 3 (int64_list:
+    integers), the values a sequence (a tuple or numpy array for numbers); a feature with no
+    kind set has kind 0 and values ``None``. Raises ``ValueError`` when the record is not an
+    Example.
     """
     features: dict[str, tuple[int, Any]] = {}
     try:
         for number, wire_type, a, b in _fields(record, 0, len(record)):
-            if number != 1 or wire_type != 2:
-                continue
-            for entry_number, entry_type, x, y in _fields(record, a, b):
-                if entry_number != 1 or entry_type != 2:
-                    continue
-                key, value = "", (0, None)
-                for n, w, p, q in _fields(record, x, y):
-                    if n == 1 and w == 2:
-                        key = bytes(record[p:q]).decode("utf-8")
-                    elif n == 2 and w == 2:
-                        value = _feature(record, p, q)
-                features[key] = value
-    except (_Malformed, UnicodeDecodeError) as exc:
+            if number == 1 and wire_type == 2:
+                _parse_features(record, a, b, features)
+    except (_Malformed, UnicodeDecodeError, struct.error) as exc:
         raise ValueError(str(exc)) from None
     return features
+
+
+def _parse_features(buf: bytes, pos: int, end: int, out: dict[str, tuple[int, Any]]) -> None:
+    """Add the entries of the ``Features`` message in ``buf[pos:end]`` to ``out``."""
+    # The hot loop of TFRecord reading, written out by hand: one map entry per feature, each
+    # a key string (field 1) and a Feature (field 2), nearly always with one-byte lengths.
+    while pos < end:
+        if buf[pos] != 0x0A:
+            pos = _skip(buf, pos, end)
+            continue
+        length, pos = _length(buf, pos + 1, end)
+        entry_end = pos + length
+        if entry_end > end:
+            raise _Malformed("a feature entry runs past its message's end")
+        name = ""
+        value: tuple[int, Any] = (0, None)
+        while pos < entry_end:
+            key = buf[pos]
+            if key not in (0x0A, 0x12):
+                pos = _skip(buf, pos, entry_end)
+                continue
+            length, pos = _length(buf, pos + 1, entry_end)
+            after = pos + length
+            if after > entry_end:
+                raise _Malformed("a feature's key or value runs past its entry")
+            if key == 0x0A:
+                name = buf[pos:after].decode("utf-8")
+            else:
+                value = _feature_at(buf, pos, after)
+            pos = after
+        out[name] = value
 
 
 # ---------------------------------------------------------------------------------- to Arrow
@@ -254,7 +363,9 @@ class TFRecordFiles:
         self.skipped_features: set[str] = set()
         kinds: dict[str, int] = {}
         longest: dict[str, int] = {}
-        for _, features in self._examples(limit=schema_records):
+        # The records parsed for the schema are kept and reused by the next full pass.
+        self._head = list(self._examples(limit=schema_records))
+        for _, features in self._head:
             for name, (kind, values) in features.items():
                 if kind:
                     kinds.setdefault(name, kind)
@@ -266,12 +377,18 @@ class TFRecordFiles:
             for name, kind in kinds.items()
         ])
 
-    def _examples(self, limit: int | None = None) -> Iterator[tuple[tuple[str, int], dict]]:
+    def _examples(self, limit: int | None = None,
+                  parsed: Sequence[tuple[tuple[str, int], dict]] = ()
+                  ) -> Iterator[tuple[tuple[str, int], dict]]:
         seen = 0
         for path in self.files:
             for number, record in enumerate(iter_records(path, verify=self.verify)):
                 if limit is not None and seen >= limit:
                     return
+                if seen < len(parsed):
+                    yield parsed[seen]
+                    seen += 1
+                    continue
                 try:
                     features = parse_example(record)
                 except ValueError as exc:
@@ -285,7 +402,8 @@ class TFRecordFiles:
         """The records as tables of up to ``batch_rows`` rows holding ``columns`` (all if None)."""
         names = list(self.schema.names if columns is None else columns)
         pending: list[tuple[tuple[str, int], dict]] = []
-        for item in self._examples():
+        head, self._head = self._head, []
+        for item in self._examples(parsed=head):
             pending.append(item)
             if len(pending) == batch_rows:
                 yield self._table(pending, names)
@@ -302,29 +420,32 @@ class TFRecordFiles:
 
     def _column(self, name: str, records: list[tuple[tuple[str, int], dict]]) -> pa.Array:
         kind = self.kinds[name]
-        arrow_type = _ARROW_TYPES[kind]
-        values: list[Any] = []
-        for (path, number), features in records:
-            got_kind, got = features.get(name, (0, None))
-            if got_kind and got_kind != kind:
-                raise DataError(
-                    f"{path} record {number}: feature '{name}' is a {_KIND_NAMES[got_kind]} but "
-                    f"the first records hold a {_KIND_NAMES[kind]}; every record needs one kind")
-            values.append(got if got_kind else None)
-        if self.scalar[name]:
-            flat: list[Any] = []
-            for ((path, number), _), got in zip(records, values, strict=True):
-                if got is None or len(got) == 0:
-                    flat.append(None)
-                elif len(got) == 1:
-                    flat.append(got[0])
-                else:
+        got = [features.get(name, _ABSENT) for _, features in records]
+        kinds = {g[0] for g in got}
+        if kinds - {0, kind}:
+            for ((path, number), _features), (got_kind, _values) in zip(records, got,
+                                                                          strict=True):
+                if got_kind not in (0, kind):
                     raise DataError(
-                        f"{path} record {number}: feature '{name}' holds {len(got)} values but "
-                        f"the first records hold one; read more records for the schema "
-                        f"(schema_records) or write it as a list in every record")
-            return pa.array(flat, type=arrow_type)
-        return _list_array(values, kind)
+                        f"{path} record {number}: feature '{name}' is a "
+                        f"{_KIND_NAMES[got_kind]} but the first records hold a "
+                        f"{_KIND_NAMES[kind]}; every record needs one kind")
+        if not self.scalar[name]:
+            return _list_array([g[1] if g[0] else None for g in got], kind)
+        if kinds == {kind} and all(len(g[1]) == 1 for g in got):
+            return pa.array([g[1][0] for g in got], type=_ARROW_TYPES[kind])
+        flat: list[Any] = []
+        for ((path, number), _features), (got_kind, values) in zip(records, got, strict=True):
+            if not got_kind or len(values) == 0:
+                flat.append(None)
+            elif len(values) == 1:
+                flat.append(values[0])
+            else:
+                raise DataError(
+                    f"{path} record {number}: feature '{name}' holds {len(values)} values "
+                    "but the first records hold one; read more records for the schema "
+                    "(schema_records) or write it as a list in every record")
+        return pa.array(flat, type=_ARROW_TYPES[kind])
 
 
 def _list_array(values: list[Any], kind: int) -> pa.Array:
