@@ -213,3 +213,51 @@ def test_batched_service_merges_concurrent_requests():
 def test_failures_map_to_statuses(exc, http, grpc):
     failure = classify_failure(exc)
     assert (failure.http_status, failure.grpc_code) == (http, grpc)
+
+
+@pytest.mark.parametrize("execution", ["loop", "thread"])
+def test_both_executions_answer_and_account_for_the_time(execution):
+    service = make_service(FakeRuntime(delay_s=0.002), execution=execution)
+
+    async def main():
+        timer = PhaseTimer()
+        response = await service.infer(request(), timer)
+        return response, timer.finish()
+
+    response, phases = asyncio.run(main())
+    assert response.outputs["y"].shape == (2, 2)
+    assert phases["compute"] >= 2.0
+    assert sum(v for k, v in phases.items() if k != "total") == pytest.approx(
+        phases["total"], abs=0.05)
+    service.close()
+
+
+def test_loop_execution_still_queues_and_sheds():
+    service = make_service(FakeRuntime(delay_s=0.01), execution="loop", max_queued_requests=2)
+
+    async def burst(n):
+        return await asyncio.gather(*(service.infer(request(), PhaseTimer()) for _ in range(n)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(burst(6))
+    assert sum(isinstance(r, OverloadedError) for r in results) >= 1
+    assert sum(not isinstance(r, Exception) for r in results) >= 1
+    service.close()
+
+
+def test_auto_execution_picks_the_loop_for_fast_models_and_threads_for_slow_ones():
+    fast = make_service(FakeRuntime(), ready=False)
+    fast.warm_up(4)
+    assert fast._inline
+    slow = make_service(FakeRuntime(delay_s=0.003), ready=False)
+    slow.warm_up(4)
+    assert not slow._inline
+    fast.close()
+    slow.close()
+
+
+def test_unknown_execution_is_a_usage_error():
+    from modelcaliper.errors import UsageError
+
+    with pytest.raises(UsageError, match="execution must be one of"):
+        make_service(execution="gpu")

@@ -78,6 +78,10 @@ def register(subparsers: Any) -> None:
                            help="ONNX Runtime graph optimization level (default all)")
     run_group.add_argument("--model-threads", type=int, default=1, metavar="N",
                            help="predictions run at once without batching (default 1)")
+    run_group.add_argument("--execution", default="auto", choices=("auto", "thread", "loop"),
+                           help="where unbatched predictions run: on model threads, on the "
+                                "event loop (no thread hand-off), or auto: on the loop while "
+                                "predictions take < 1 ms (default auto)")
     run_group.add_argument("--max-queued-requests", type=int, default=64, metavar="N",
                            help="requests waiting for a model thread before 503s (default 64, "
                                 "0 = unbounded)")
@@ -154,6 +158,7 @@ def build_config(args: argparse.Namespace) -> Any:
         inter_op_threads=args.inter_op_threads,
         graph_optimization=args.graph_optimization,
         model_threads=args.model_threads,
+        execution=args.execution,
         batching=_batching(args),
         max_queued_requests=args.max_queued_requests,
         max_body_bytes=int(args.max_body_mb * _MIB),

@@ -41,7 +41,7 @@ from modelcaliper.server.batching import BatchingParameters
 from modelcaliper.server.logging import EventLog, capture_library_logs, native_stderr_as_events
 from modelcaliper.server.metrics import Metrics
 from modelcaliper.server.runtimes.base import GRAPH_OPTIMIZATIONS, Runtime, import_optional
-from modelcaliper.server.service import ModelService, ServiceOptions
+from modelcaliper.server.service import EXECUTIONS, ModelService, ServiceOptions
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ServerConfig", "default_model_name", "serve"]
 
@@ -71,6 +71,7 @@ class ServerConfig:
     inter_op_threads: int | None = None
     graph_optimization: str = "all"
     model_threads: int = 1
+    execution: str = "auto"
     batching: BatchingParameters | None = None
     max_queued_requests: int = 64
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -91,6 +92,9 @@ class ServerConfig:
             raise UsageError(f"profiler_port must be between 1 and 65535, got {self.profiler_port}")
         if self.model_threads < 1:
             raise UsageError(f"model_threads must be >= 1, got {self.model_threads}")
+        if self.execution not in EXECUTIONS:
+            raise UsageError(f"--execution must be one of {', '.join(EXECUTIONS)}, "
+                             f"got '{self.execution}'")
         if self.max_queued_requests < 0:
             raise UsageError(
                 f"max_queued_requests must be >= 0 (0 = unbounded), got {self.max_queued_requests}")
@@ -192,6 +196,7 @@ def _load(config: ServerConfig, log: EventLog) -> ModelService:
         _start_profiler(runtime, config.profiler_port, log)
     options = ServiceOptions(
         model_threads=config.model_threads,
+        execution=config.execution,
         max_queued_requests=config.max_queued_requests,
         batching=config.batching,
         split_timing=config.split_timing,
