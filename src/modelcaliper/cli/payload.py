@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelcaliper.cli.dataflags import add_data_arguments, load_rows
 from modelcaliper.errors import UsageError
 
 __all__ = ["register", "resolve_compressions", "resolve_encodings", "run"]
@@ -59,11 +60,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--signature", metavar="FILE", help="signature JSON file (overrides the model's)"
     )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--synthetic", action="store_true", help="synthetic rows (the default)")
-    source.add_argument(
-        "--data", metavar="FILE", help="Parquet/CSV/JSON-lines file, directory or glob"
-    )
     parser.add_argument(
         "--rows", type=int, metavar="N", help="rows to use (default: enough for 8 requests)"
     )
@@ -88,10 +84,10 @@ def register(subparsers: Any) -> None:
         "--level", type=int, metavar="N", help="compression level (default: each codec's)"
     )
     parser.add_argument("--link", default="1gbit", help="link rate for wire time (default 1gbit)")
-    parser.add_argument("--group-by", metavar="COL", help="column naming each row's query group")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of synthetic rows and responses (default 0)"
     )
+    add_data_arguments(parser)
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.set_defaults(run=run)
 
@@ -162,7 +158,6 @@ def run(args: argparse.Namespace) -> int:
     """Run ``caliper payload`` with parsed ``args``; returns the exit code."""
     from modelcaliper.payload import PayloadSettings, analyse_payload, render_report, write_json
     from modelcaliper.units import parse_int_list, parse_link_rate
-    from modelcaliper.workload import QUERY_COLUMN, read_columns, synthetic_columns
 
     batch_sizes = parse_int_list(args.batch_size, "--batch-size", minimum=1)
     encodings = resolve_encodings(args.encoding)
@@ -174,14 +169,18 @@ def run(args: argparse.Namespace) -> int:
     model_name = Path(args.model).stem if args.model else "model"
 
     wanted_rows = max(batch_sizes) * DEFAULT_MAX_REQUESTS
-    group_by = args.group_by
     if args.data:
-        columns = read_columns(args.data, limit=args.rows or max(wanted_rows, DEFAULT_DATA_ROWS))
+        default_rows = args.rows or max(wanted_rows, DEFAULT_DATA_ROWS)
+        query_rows = 100
     else:
         query_rows = _synthetic_query_rows(batch_sizes)
-        num_rows = args.rows or query_rows * math.ceil(wanted_rows / query_rows)
-        columns = synthetic_columns(signature, num_rows, seed=args.seed, query_size=query_rows)
-        group_by = group_by or QUERY_COLUMN
+        default_rows = args.rows or query_rows * math.ceil(wanted_rows / query_rows)
+        if args.data_seed == 0:
+            args.data_seed = args.seed
+    rows = load_rows(args, signature, default_rows=default_rows, synthetic_query_size=query_rows)
+    columns, group_by = rows.columns, rows.group_by
+    for note in rows.notes:
+        print(f"note: {note}", file=sys.stderr)
     settings = PayloadSettings(
         batch_sizes=tuple(batch_sizes),
         encodings=encodings,
