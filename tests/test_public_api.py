@@ -21,6 +21,7 @@ EXPECTED = {
     "__version__",
     "get_codec",
     "load_signature_file",
+    "run",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from modelcaliper.api import run
 from modelcaliper.errors import (
     CaliperError,
     DataError,
@@ -33,4 +34,5 @@ __all__ = [
     "__version__",
     "get_codec",
     "load_signature_file",
+    "run",
 ]

@@ -69,7 +69,7 @@ def target(server: dict[str, int], protocol: str) -> str:
 
 
 def caliper(*argv: str) -> int:
-    return main(["run", *argv])
+    return main(["run", "--no-store", *argv])
 
 
 PROTOCOL_RUNS = [
@@ -102,8 +102,9 @@ def test_run_against_each_protocol(server: dict[str, int], tmp_path: Path, proto
     requests = summary["requests"]
     assert requests["scheduled"] == requests["sent"] == requests["ok"] == 40
     assert requests["warmup"] == 10
-    assert summary["target"] == {"url": target(server, protocol), "protocol": protocol,
-                                 "model": MODEL}
+    assert summary["target"]["kind"] == "existing"
+    assert {k: summary["target"][k] for k in ("url", "protocol", "model")} == {
+        "url": target(server, protocol), "protocol": protocol, "model": MODEL}
     assert summary["throughput"]["rows_per_s"] == pytest.approx(160, rel=0.1)
     # the server's phases came back (Server-Timing / trailing metadata) and were split out
     assert summary["phases_ms"]["total"]["count"] == 40
@@ -139,7 +140,8 @@ def test_two_worker_processes_from_the_command_line(server: dict[str, int],
     done = subprocess.run(
         [sys.executable, "-m", "modelcaliper.cli.main", "run", "--target",
          target(server, "v2-grpc"), "--protocol", "v2-grpc", "--model", MODEL, "--synthetic",
-         "--rps", "60", "--duration", "1s", "--workers", "2", "--json", str(out)],
+         "--rps", "60", "--duration", "1s", "--workers", "2", "--json", str(out),
+         "--no-store"],
         capture_output=True, text=True, timeout=180, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert done.returncode == 0, done.stderr

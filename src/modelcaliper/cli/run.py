@@ -1,76 +1,91 @@
-"""``caliper run``: open-loop load against a model server, with an honest latency summary.
+"""``caliper run``: open-loop load against a model, with an honest latency summary and gates.
 
-Everything is checked before any load is sent: the load flags (``load.flags``), the encoding
-and compression for the protocol, the target (asked for the model's metadata — an unreachable
-target is one line naming the address, exit 2), the signature and the data. Then the request
-pool is built, the schedule computed, the run driven, and the summary printed (and written
-with ``--json``). Exit 0; 1 when every request failed or the target stopped answering;
-2 for usage or input errors; 130 when interrupted (the partial results are still written).
-
-A *target* is anything that yields a base URL, a protocol and the model's signature.
-``ExistingServer`` is a server already running; an embedded model or a launched command are
-further ``Target`` kinds with the same two methods.
+Three kinds of target: a model path starts the embedded server (``caliper serve-model``) for
+the run; ``--target URL --protocol P --model NAME`` is a server already running;
+``--launch "COMMAND" --ready-url URL`` starts the user's own server and waits for it. All
+flags can come from a config file (``-c caliper.toml``); flags typed win. Everything is
+validated before any load (one line, exit 2); the run itself is ``runner.execute``. Exit 0;
+1 when an assertion failed, the run was interrupted or failed (every request failed, the
+target died); 2 for usage or input errors. Docs: docs/run.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any
 
-from modelcaliper.errors import TargetError, UsageError
+from modelcaliper.config import resolve_encoding
 from modelcaliper.targets import Endpoint, ExistingServer, Target
 
-__all__ = ["Endpoint", "ExistingServer", "Target", "register", "resolve_encoding", "run"]
+__all__ = ["Endpoint", "ExistingServer", "PROTOCOLS", "Target", "add_run_arguments",
+           "build_run_parser", "register", "render_run", "resolve_encoding", "run"]
 
 NAME = "run"
 PROTOCOLS = ("tfserving-rest", "tfserving-grpc", "v2-rest", "v2-grpc")
-_REST_ENCODINGS = {"tfserving-rest": ("rows", "columnar"), "v2-rest": ("json", "binary")}
-_POOL_UNITS = 64  # units of data to encode by default (the pool is also capped by --pool-mb)
-_MAX_DEFAULT_ROWS = 200_000
+DEFAULT_WARMUP = "2s"
 
 EXAMPLES = """\
 examples:
-  # 50 requests/s of 25 synthetic rows for 30 s against TF Serving REST
-  caliper run --target http://127.0.0.1:8501 --protocol tfserving-rest --model ranker \\
-      --synthetic --rps 50 --batch-size 25
+  # your model, served by caliper for the run: 50 req/s for 30 s after a 2 s warm-up
+  caliper run model.onnx
 
-  # ranking queries: 20 queries/s of 1000 candidates in requests of 25, 250 ms deadline
-  caliper run --target 127.0.0.1:8500 --protocol v2-grpc --model ranker --data rows.parquet \\
-      --rps 20 --candidates 1000 --batch-size 25 --deadline 250ms --json run.json
+  # ranking queries: 20 queries/s of 1000 candidates in requests of 25, 250 ms deadline,
+  # gated for CI
+  caliper run models/ranker --data rows.parquet --rps 20 --candidates 1000 \\
+      --batch-size 25 --deadline 250ms --assert 'query_p99<200ms' \\
+      --assert 'deadline_miss_rate<1%' --junit gates.xml --tag nightly
 
-  # bursty traffic with two generator processes, every request kept as Parquet
-  caliper run --target http://127.0.0.1:8501 --protocol v2-rest --encoding binary \\
-      --model ranker --synthetic --arrival bursty --rps 200 --burst-multiplier 8 \\
-      --workers 2 --records runs/bursty/
+  # a server already running (TF Serving gRPC)
+  caliper run --target 127.0.0.1:8500 --protocol tfserving-grpc --model ranker --rps 100
+
+  # your own server command, started and stopped for the run
+  caliper run --launch "tensorflow_model_server --rest_api_port=8501 --model_name=ranker \\
+      --model_base_path=/models/ranker" --ready-url http://127.0.0.1:8501/v1/models/ranker \\
+      --protocol tfserving-rest --model ranker
+
+  # the same from a config file, one flag overridden; --print-config shows the merge
+  caliper run -c caliper.toml --rps 80 --print-config
 
 Latency is measured from each request's intended send time, so a slow target can never hide
-behind a slow generator; the generator reports if it could not keep up.
+behind a slow generator. Results: runs/<run_id>/ and runs/caliper.db (see docs/run.md).
 """
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``run`` subcommand to ``subparsers``."""
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of ``caliper run`` (the config file and the Python API take the same)."""
     from modelcaliper.load.flags import add_load_flags
 
-    parser = subparsers.add_parser(
-        NAME,
-        help="open-loop load against a model server, latency from intended send times",
-        description=(
-            "Send model requests at the times an arrival process intends, whatever the\n"
-            "target does, and report latency (from the intended time), where it went,\n"
-            "errors, fanned-out queries and their deadline misses, and generator health."
-        ),
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser.add_argument("model_path", nargs="?", metavar="MODEL",
+                        help="model to serve for the run (.onnx, SavedModel, model base path);"
+                             " with --target or --launch, where its signature comes from")
     target = parser.add_argument_group("target")
-    target.add_argument("--target", required=True, metavar="URL",
+    target.add_argument("--target", metavar="URL",
                         help="a running server: http://host:port (REST) or host:port (gRPC)")
-    target.add_argument("--protocol", required=True, choices=PROTOCOLS,
-                        help="the server's API")
-    target.add_argument("--model", required=True, metavar="NAME", help="model name to call")
+    target.add_argument("--protocol", choices=PROTOCOLS,
+                        help="the server's API (embedded default: v2-grpc)")
+    target.add_argument("--model", metavar="NAME",
+                        help="model name to call (embedded default: the artifact's name)")
+    target.add_argument("--model-version", metavar="V",
+                        help="version to serve from a base path; recorded with the run")
+    target.add_argument("--launch", metavar='"COMMAND"',
+                        help="start this server command for the run (with --ready-url)")
+    target.add_argument("--ready-url", metavar="URL",
+                        help="--launch: http(s)://... answering 200, or grpc://host:port")
+    target.add_argument("--ready-timeout", default="120s", metavar="DUR",
+                        help="how long a started server may take to be ready (default 120s)")
+    target.add_argument("--server-args", metavar='"ARGS"',
+                        help='embedded: extra serve-model flags, e.g. "--enable-batching"')
+    target.add_argument("--server-cpus", metavar="LIST",
+                        help="CPUs of a started server, e.g. 2-3 (default: the last half)")
+    target.add_argument("--client-cpus", metavar="LIST",
+                        help="CPUs of the load generator (default: the rest)")
+    target.add_argument("--no-pin", action="store_true",
+                        help="do not pin the server and the generator to different CPUs")
+    target.add_argument("--metrics-url", metavar="URL",
+                        help="the target's Prometheus metrics (default: auto-detected)")
+    target.add_argument("--no-metrics", action="store_true",
+                        help="do not scrape the target's metrics")
     target.add_argument("--encoding", metavar="NAME",
                         help="tfserving-rest: rows (default) or columnar; "
                              "v2-rest: json (default) or binary")
@@ -79,63 +94,76 @@ def register(subparsers: Any) -> None:
     target.add_argument("--level", type=int, metavar="N", help="compression level")
     data = parser.add_argument_group("data")
     data.add_argument("--signature", metavar="FILE",
-                      help="signature JSON file (default: the server's metadata)")
-    source = data.add_mutually_exclusive_group()
-    source.add_argument("--data", metavar="FILE",
-                        help="Parquet/CSV/JSON-lines file, directory or glob")
-    source.add_argument("--synthetic", action="store_true", help="synthetic rows (the default)")
+                      help="signature JSON file (default: the model's or the server's)")
+    data.add_argument("--data", metavar="FILE",
+                      help="Parquet/CSV/JSON-lines/TFRecord file, directory or glob")
+    data.add_argument("--synthetic", action="store_true", help="synthetic rows (the default)")
     data.add_argument("--group-by", metavar="COL",
                       help="column whose groups never share a request (without --candidates)")
     data.add_argument("--rows", metavar="N", help="rows of data to read or generate")
     data.add_argument("--pool-mb", default="64", metavar="MB",
                       help="cap on the encoded requests kept for the run (default 64)")
     add_load_flags(parser)
+    for action in parser._actions:
+        if action.dest == "warmup":
+            action.default = DEFAULT_WARMUP
+            action.help = f"sent first but not measured (default {DEFAULT_WARMUP})"
+        if action.dest == "rps":
+            action.help = "mean requests per second (queries per second with --candidates; " \
+                          "default 50)"
+        if action.dest == "json":
+            action.help = "write the summary as JSON to FILE ('-': print it instead of the " \
+                          "terminal summary)"
+    results = parser.add_argument_group("results")
+    results.add_argument("--runs-dir", default="runs", metavar="DIR",
+                         help="where run folders go (default runs)")
+    results.add_argument("--db", metavar="FILE",
+                         help="the run database (default <runs-dir>/caliper.db)")
+    results.add_argument("--tag", action="append", metavar="TAG",
+                         help="tag the stored run (repeatable)")
+    results.add_argument("--no-store", action="store_true",
+                         help="keep no run folder and no database row")
+    gates = parser.add_argument_group("gates (exit 1 when one fails; see docs/run.md)")
+    gates.add_argument("--assert", action="append", dest="assertions", metavar="EXPR",
+                       help="e.g. 'p99<120ms', 'error_rate<0.1%%', 'throughput>=200rps' "
+                            "(repeatable)")
+    gates.add_argument("--junit", metavar="FILE", help="write the verdicts as JUnit XML")
+    terminal = parser.add_argument_group("terminal and config")
+    terminal.add_argument("--quiet", action="store_true",
+                          help="no live progress and no notes; the summary only")
+    terminal.add_argument("-c", "--config", metavar="FILE",
+                          help="options from a .toml, .json or .yaml file (flags win)")
+    terminal.add_argument("--print-config", action="store_true",
+                          help="print the merged, validated options and exit")
+    terminal.add_argument("--config-format", default="toml", choices=("toml", "json", "yaml"),
+                          help="format of --print-config (default toml)")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``run`` subcommand to ``subparsers``."""
+    from modelcaliper.config import mark_defaults
+
+    parser = subparsers.add_parser(
+        NAME,
+        help="load-test a model: serve it (or use a running server), measure, store, gate",
+        description=(
+            "Send model requests at the times an arrival process intends, whatever the\n"
+            "target does, and report latency (from the intended time), where it went,\n"
+            "errors, fanned-out queries and their deadline misses, the server's own\n"
+            "metrics and the verdict of every --assert. Every run is stored."),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_arguments(parser)
+    mark_defaults(parser)
     parser.set_defaults(run=run)
 
 
-def resolve_encoding(protocol: str, encoding: str | None) -> str:
-    """The wire encoding (one of ``ENCODINGS``) for a protocol and an ``--encoding`` choice."""
-    if protocol not in PROTOCOLS:
-        raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    choices = _REST_ENCODINGS.get(protocol)
-    if choices is None:
-        if encoding is not None:
-            raise UsageError(f"--encoding does not apply to {protocol} (protobuf only)")
-        return protocol
-    chosen = (encoding or choices[0]).strip().lower()
-    if chosen not in choices:
-        raise UsageError(f"--encoding for {protocol} must be {' or '.join(choices)}, "
-                         f"got {encoding!r}")
-    return f"{protocol} {chosen}"
-
-
-def _positive_float(text: str, flag: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{flag} must be a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"{flag} must be > 0, got {text!r}")
-    return value
-
-
-def _columns(args: argparse.Namespace, signature: Any, spec: Any) -> dict[str, Any]:
-    from modelcaliper.workload import read_columns, synthetic_columns
-
-    per_unit = spec.candidates or spec.batch_size
-    if args.rows is not None:
-        try:
-            rows = int(args.rows)
-        except ValueError:
-            raise UsageError(f"--rows must be a whole number, got {args.rows!r}") from None
-        if rows < 1:
-            raise UsageError(f"--rows must be ≥ 1, got {rows}")
-    else:
-        rows = max(per_unit, min(per_unit * _POOL_UNITS, _MAX_DEFAULT_ROWS))
-    if args.data:
-        return read_columns(args.data, limit=rows, sample_seed=spec.data_seed)
-    return synthetic_columns(signature, rows, seed=spec.data_seed,
-                             query_size=spec.candidates or 100)
+def build_run_parser() -> argparse.ArgumentParser:
+    """A stand-alone parser of ``caliper run``'s options (the Python API's defaults)."""
+    parser = argparse.ArgumentParser(prog="caliper run", add_help=False)
+    add_run_arguments(parser)
+    return parser
 
 
 def _say(text: str) -> None:
@@ -144,76 +172,106 @@ def _say(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``caliper run`` with parsed ``args``; returns the exit code."""
-    from modelcaliper.load.flags import spec_from_args
-    from modelcaliper.load.pool import build_pool, unit_requests
-    from modelcaliper.load.summary import (
-        build_summary,
-        render_summary,
-        write_latency_hlog,
-        write_summary,
+    from modelcaliper.cli.progress import ProgressLine
+    from modelcaliper.config import (
+        apply_options,
+        build_spec,
+        load_config_file,
+        option_table,
+        render,
+        take_explicit,
     )
-    from modelcaliper.load.workers import TransportRecipe, run_load
-    from modelcaliper.signature import load_signature_file
-    from modelcaliper.wire.compression import parse_compression
+    from modelcaliper.runner import execute
 
-    spec = spec_from_args(args)
-    encoding = resolve_encoding(args.protocol, args.encoding)
-    compression = parse_compression(args.compression)
-    if args.protocol.endswith("-grpc") and compression == "zstd":
-        raise UsageError(f"--compression zstd is HTTP-only; {args.protocol} takes none, gzip "
-                         "or deflate")
-    pool_mb = _positive_float(args.pool_mb, "--pool-mb")
-    signature = load_signature_file(args.signature) if args.signature else None
-    target: Target = ExistingServer(args.target, args.protocol, args.model)
-    try:
-        endpoint = target.open()
-    except TargetError as exc:
-        # Nothing was sent: an unreachable target is an input error of this command.
-        print(f"error: TargetError: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    try:
-        signature = signature or endpoint.signature
-        columns = _columns(args, signature, spec)
-        units = unit_requests(columns, signature, batch_size=spec.batch_size,
-                              candidates=spec.candidates, model_name=endpoint.model,
-                              group_by=args.group_by)
-        pool = build_pool(units, encoding, compression, args.level, pool_mb)
-        plan = spec.plan()
-        _say(f"pool: {len(pool.units)} units, {pool.request_count} requests of "
-             f"{pool.mean_request_bytes:.0f} B mean ({encoding}, {compression}), "
-             f"built in {pool.build_s * 1e3:.0f} ms")
-        _say(f"sending {len(plan.offsets_s)} {'queries' if spec.fanout else 'requests'} "
-             f"to {endpoint.url} over {spec.workers} worker(s); Ctrl-C stops early")
-        factory = TransportRecipe(endpoint.protocol, endpoint.url, spec.connections)
-        result = run_load(spec, plan, pool, factory, records_dir=args.records)
-        summary = build_summary(result, spec, plan, pool=pool, target={
-            "url": endpoint.url, "protocol": endpoint.protocol, "model": endpoint.model})
-        sys.stdout.write(render_summary(summary))
+    explicit = take_explicit(args)
+    table = option_table(build_run_parser())
+    if args.config:
+        apply_options(args, load_config_file(args.config), table, source=args.config,
+                      keep=explicit)
+    spec = build_spec(args, table)
+    if args.print_config:
+        sys.stdout.write(render(spec.options, args.config_format))
+        return 0
+    quiet = spec.quiet or spec.json_path == "-"
+    outcome = execute(spec, say=None if spec.quiet else _say,
+                      progress=None if spec.quiet else ProgressLine(),
+                      report=lambda o: _report(o, json_only=spec.json_path == "-",
+                                               quiet=quiet))
+    return outcome.exit_code
+
+
+def _report(outcome: Any, *, json_only: bool, quiet: bool) -> None:
+    import orjson
+
+    summary = outcome.summary
+    if json_only:
+        sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.flush()
-        if args.json:
-            write_summary(summary, args.json)
-            _say(f"wrote {args.json}")
-        if args.hlog:
-            write_latency_hlog(result.stats, result.started_at_s, args.hlog)
-            _say(f"wrote {args.hlog}")
-    finally:
-        target.close()
-    if result.interrupted:
-        return 130
-    return _verdict(summary, endpoint)
+        return
+    sys.stdout.write(render_run(summary))
+    sys.stdout.flush()
+    if outcome.reason and not quiet:
+        _say(f"{outcome.status}: {outcome.reason}")
 
 
-def _verdict(summary: dict[str, Any], endpoint: Endpoint) -> int:
-    """1 when every request failed or the target no longer answers, else 0."""
-    from modelcaliper.load.health import probe_target
+_SERVER_KINDS = (("request_latency_ms", "request"), ("queue_latency_ms", "queue"),
+                 ("runtime_latency_ms", "runtime"), ("phases_ms", "phase"),
+                 ("batch_size_rows", "batch rows"))
+_MAX_SERVER_ROWS = 12
 
-    requests = summary["requests"]
-    if requests["scheduled"] and not requests["ok"]:
-        _say("error: every request failed")
-        return 1
-    try:
-        probe_target(endpoint.url, endpoint.protocol, endpoint.model)
-    except TargetError as exc:
-        _say(f"error: the target stopped answering during the run: {exc}")
-        return 1
-    return 0
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _server_lines(summary: dict[str, Any]) -> list[str]:
+    """The server's own histograms next to the client's latency, one row per series."""
+    server = summary.get("server_metrics") or {}
+    if not server.get("available"):
+        reason = server.get("reason")
+        return [f"server view not available: {reason}"] if reason else []
+    lines = [f"server view  {server['url']}, Δ over {server['window_s']:.1f}s (warm-up "
+             "included)",
+             f"  {'series':<26}{'count':>8}{'mean':>9}{'p50':>9}{'p90':>9}{'p99':>9}"]
+    lat = summary["latency_ms"]
+    lines.append(f"  {'client latency ms':<26}{lat['count']:>8}{_num(lat['mean']):>9}"
+                 f"{_num(lat['p50']):>9}{_num(lat['p90']):>9}{_num(lat['p99']):>9}")
+    rows = []
+    for kind, label in _SERVER_KINDS:
+        for entry in server["histograms"].get(kind, []):
+            if entry.get("mean") == 0 and kind == "phases_ms":
+                continue  # a phase that took no time (recv over gRPC, batch without batching)
+            labels = entry.get("labels") or {}
+            detail = labels.get("phase") or labels.get("model") or labels.get("model_name")
+            name = f"server {label}" + (f" {detail}" if detail and kind == "phases_ms" else "")
+            unit = "" if kind == "batch_size_rows" else " ms"
+            rows.append(f"  {name + unit:<26}{entry['count']:>8}{_num(entry['mean']):>9}"
+                        f"{_num(entry['p50']):>9}{_num(entry['p90']):>9}"
+                        f"{_num(entry['p99']):>9}")
+    if len(rows) > _MAX_SERVER_ROWS:
+        rows = rows[:_MAX_SERVER_ROWS] + [f"  ... {len(rows) - _MAX_SERVER_ROWS} more in "
+                                          "server_metrics.json"]
+    return lines + (rows or ["  (no server histogram moved during the run)"])
+
+
+def render_run(summary: dict[str, Any]) -> str:
+    """The terminal report of a run: the load summary, the server view, verdicts, where."""
+    from modelcaliper.load.summary import render_summary
+
+    lines = [render_summary(summary).rstrip("\n")]
+    lines += _server_lines(summary)
+    verdicts = summary.get("assertions") or []
+    if verdicts:
+        lines.append("assertions")
+        width = max(len(v["expression"]) for v in verdicts)
+        for verdict in verdicts:
+            mark = "pass" if verdict["passed"] else "FAIL"
+            lines.append(f"  {mark}  {verdict['expression']:<{width}}  {verdict['message']}")
+    phases = summary.get("phases_wall_s") or {}
+    if phases:
+        lines.append("phases s    " + "  ".join(f"{k} {v:.2f}" for k, v in phases.items()))
+    if summary.get("folder"):
+        lines.append(f"results     {summary['folder']}")
+    return "\n".join(lines) + "\n"

@@ -125,6 +125,11 @@ class Driver:
         """Whether ``stop()`` was called."""
         return self._stopping
 
+    @property
+    def units_dispatched(self) -> int:
+        """Units (requests or queries) launched so far."""
+        return self._dispatched
+
     # ------------------------------------------------------------------ the run
 
     async def run(self, offsets_s: np.ndarray, unit_ids: np.ndarray | None = None, *,

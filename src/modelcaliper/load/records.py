@@ -24,7 +24,7 @@ have no latency. Warm-up records are written (``warmup`` = true) but not measure
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,7 @@ class _Columns:
         self.rows_written = 0
         self.path = path
         self._writer: Any = None
+        self.on_reuse: Callable[[], None] | None = None  # told before the chunk is reused
 
     def view(self) -> dict[str, np.ndarray]:
         """The filled part of every column."""
@@ -222,6 +223,11 @@ class Recorder:
         """Query records added so far (warm-up included)."""
         return self._queries.rows_written + self._queries.size
 
+    def chunks(self) -> tuple[Any, Any]:
+        """The in-memory request and query chunks (``arrays``, ``size``, ``on_reuse``), for a
+        live reader that slices new rows off them (``load.live``)."""
+        return self._requests, self._queries
+
     def _reset_phases(self) -> None:
         for column in self._phase_columns:
             column.fill(np.nan)
@@ -283,6 +289,8 @@ class Recorder:
             view = chunk.view()
             self._fold(view)
             chunk.write(self._request_table(view))
+            if chunk.on_reuse is not None:
+                chunk.on_reuse()
         chunk.size = 0
         self._reset_phases()
 
@@ -298,6 +306,8 @@ class Recorder:
             latency_us = (view["done_ns"][measured] - view["intended_ns"][measured]) / 1e3
             stats.histograms["query_latency"].record_many(latency_us)
             chunk.write(self._query_table(view))
+            if chunk.on_reuse is not None:
+                chunk.on_reuse()
         chunk.size = 0
 
     def _fold(self, v: dict[str, np.ndarray]) -> None:

@@ -12,6 +12,11 @@ the parent picks a start instant a little in the future and sends it as wall-clo
 which each worker converts to its own ``perf_counter_ns`` — so offset 0 is the same moment
 in every process. Ctrl-C reaches every process of the terminal's group; the parent also
 tells each worker to stop over its pipe, so a programmatic interrupt works the same way.
+
+Progress: with a ``progress`` hook, every ``progress_interval_s`` each driver's new records
+(``load.live.LiveBatch``) are handed to the hook — in the driver's event loop with one
+worker, sent over the pipe to the parent with several. A hook returning True stops the run
+the way Ctrl-C does (e.g. when the target's process has died).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 
 from modelcaliper.errors import CaliperError, TargetError
 from modelcaliper.load.driver import DEFAULT_SPIN_S, Driver, DriveResult
+from modelcaliper.load.live import LiveTap, ProgressHook
 from modelcaliper.load.pool import RequestPool
 from modelcaliper.load.records import Recorder, RunStats
 from modelcaliper.load.schedule import split_for_workers
@@ -43,6 +49,7 @@ TransportFactory = Callable[[], Transport]
 _START_LEAD_S = 0.25  # between "all workers ready" and offset 0
 _READY_TIMEOUT_S = 120.0
 _EXIT_GRACE_S = 60.0
+DEFAULT_PROGRESS_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -101,37 +108,70 @@ def _paths(records_dir: str | Path | None, worker: int) -> tuple[Path | None, Pa
     return base / f"requests-w{worker}.parquet", base / f"queries-w{worker}.parquet"
 
 
+async def _watch(driver: Driver, interval_s: float,
+                 emit: Callable[[Any], bool | None]) -> None:
+    """Every ``interval_s``, hand the driver's new records to ``emit``; True stops the run."""
+    tap = LiveTap(driver.recorder)
+    while True:
+        await asyncio.sleep(interval_s)
+        if emit(tap.take(driver.units_dispatched)) and not driver.stopping:
+            driver.stop()
+
+
+async def _drive(driver: Driver, offsets_s: np.ndarray, unit_ids: np.ndarray | None,
+                 start_ns: int | None, handle_sigint: bool,
+                 watch: Callable[[Any], bool | None] | None,
+                 interval_s: float) -> DriveResult:
+    """``driver.run`` with an optional live watcher beside it."""
+    watcher = asyncio.ensure_future(_watch(driver, interval_s, watch)) if watch else None
+    try:
+        return await driver.run(offsets_s, unit_ids, start_ns=start_ns,
+                                handle_sigint=handle_sigint)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
 async def run_load_async(spec: LoadSpec, plan: Plan, pool: RequestPool,
                          transport: Transport, *, records_dir: str | Path | None = None,
                          spin_s: float = DEFAULT_SPIN_S, handle_sigint: bool = False,
-                         driver_hook: Callable[[Driver], None] | None = None) -> RunResult:
+                         driver_hook: Callable[[Driver], None] | None = None,
+                         progress: ProgressHook | None = None,
+                         progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S) -> RunResult:
     """Run the whole plan in this process's event loop with an already started transport."""
     path, query_path = _paths(records_dir, 0)
     driver = Driver(spec, transport, pool, spin_s=spin_s,
                     recorder=Recorder(worker=0, path=path, query_path=query_path))
     if driver_hook is not None:
         driver_hook(driver)
-    result = await driver.run(plan.offsets_s, handle_sigint=handle_sigint)
+    result = await _drive(driver, plan.offsets_s, None, None, handle_sigint, progress,
+                          progress_interval_s)
     return RunResult.merge([result])
 
 
 def run_load(spec: LoadSpec, plan: Plan, pool: RequestPool, factory: TransportFactory, *,
              records_dir: str | Path | None = None, spin_s: float = DEFAULT_SPIN_S,
-             handle_sigint: bool = True) -> RunResult:
+             handle_sigint: bool = True, progress: ProgressHook | None = None,
+             progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S) -> RunResult:
     """Run the plan with ``spec.workers`` processes (in this process when there is one)."""
     if spec.workers == 1:
-        return asyncio.run(_single(spec, plan, pool, factory, records_dir, spin_s, handle_sigint))
-    return _run_workers(spec, plan, pool, factory, records_dir, spin_s)
+        return asyncio.run(_single(spec, plan, pool, factory, records_dir, spin_s, handle_sigint,
+                                   progress, progress_interval_s))
+    return _run_workers(spec, plan, pool, factory, records_dir, spin_s, progress,
+                        progress_interval_s)
 
 
 async def _single(spec: LoadSpec, plan: Plan, pool: RequestPool, factory: TransportFactory,
-                  records_dir: str | Path | None, spin_s: float,
-                  handle_sigint: bool) -> RunResult:
+                  records_dir: str | Path | None, spin_s: float, handle_sigint: bool,
+                  progress: ProgressHook | None, progress_interval_s: float) -> RunResult:
     transport = factory()
     await transport.start()
     try:
         return await run_load_async(spec, plan, pool, transport, records_dir=records_dir,
-                                    spin_s=spin_s, handle_sigint=handle_sigint)
+                                    spin_s=spin_s, handle_sigint=handle_sigint,
+                                    progress=progress, progress_interval_s=progress_interval_s)
     finally:
         await transport.close()
 
@@ -141,11 +181,12 @@ async def _single(spec: LoadSpec, plan: Plan, pool: RequestPool, factory: Transp
 
 def _worker_main(conn: Any, worker: int, spec: LoadSpec, offsets_s: np.ndarray,
                  unit_ids: np.ndarray, pool: RequestPool, factory: TransportFactory,
-                 records_dir: str | None, spin_s: float) -> None:
+                 records_dir: str | None, spin_s: float,
+                 progress_interval_s: float | None = None) -> None:
     """Entry point of one worker process: start, wait for the start instant, run, report."""
     try:
         result = asyncio.run(_worker_async(conn, worker, spec, offsets_s, unit_ids, pool,
-                                           factory, records_dir, spin_s))
+                                           factory, records_dir, spin_s, progress_interval_s))
         conn.send(("result", result))
     except CaliperError as exc:
         with contextlib.suppress(Exception):
@@ -159,7 +200,8 @@ def _worker_main(conn: Any, worker: int, spec: LoadSpec, offsets_s: np.ndarray,
 
 async def _worker_async(conn: Any, worker: int, spec: LoadSpec, offsets_s: np.ndarray,
                         unit_ids: np.ndarray, pool: RequestPool, factory: TransportFactory,
-                        records_dir: str | None, spin_s: float) -> DriveResult:
+                        records_dir: str | None, spin_s: float,
+                        progress_interval_s: float | None) -> DriveResult:
     loop = asyncio.get_running_loop()
     transport = factory()
     await transport.start()
@@ -178,9 +220,15 @@ async def _worker_async(conn: Any, worker: int, spec: LoadSpec, offsets_s: np.nd
                 if conn.poll() and conn.recv()[0] == "stop":
                     driver.stop()
 
+        def send_progress(batch: Any) -> None:
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(("progress", batch))
+
         loop.add_reader(conn.fileno(), on_message)
         try:
-            return await driver.run(offsets_s, unit_ids, start_ns=start_ns, handle_sigint=True)
+            return await _drive(driver, offsets_s, unit_ids, start_ns, True,
+                                send_progress if progress_interval_s else None,
+                                progress_interval_s or DEFAULT_PROGRESS_INTERVAL_S)
         finally:
             loop.remove_reader(conn.fileno())
     finally:
@@ -188,7 +236,9 @@ async def _worker_async(conn: Any, worker: int, spec: LoadSpec, offsets_s: np.nd
 
 
 def _run_workers(spec: LoadSpec, plan: Plan, pool: RequestPool, factory: TransportFactory,
-                 records_dir: str | Path | None, spin_s: float) -> RunResult:
+                 records_dir: str | Path | None, spin_s: float,
+                 progress: ProgressHook | None = None,
+                 progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S) -> RunResult:
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
@@ -200,7 +250,8 @@ def _run_workers(spec: LoadSpec, plan: Plan, pool: RequestPool, factory: Transpo
         process = ctx.Process(
             target=_worker_main, name=f"caliper-worker-{worker}", daemon=True,
             args=(child_end, worker, spec, offsets[worker], ids[worker], pool, factory,
-                  None if records_dir is None else str(records_dir), spin_s))
+                  None if records_dir is None else str(records_dir), spin_s,
+                  progress_interval_s if progress is not None else None))
         process.start()
         child_end.close()
         pipes.append(parent_end)
@@ -216,7 +267,7 @@ def _run_workers(spec: LoadSpec, plan: Plan, pool: RequestPool, factory: Transpo
             if spec.per_query_concurrency else 1
         budget_s = _START_LEAD_S + last_s + spec.timeout_s * rounds + spec.deadline_s \
             + _EXIT_GRACE_S
-        results = _collect(pipes, budget_s)
+        results = _collect(pipes, budget_s, progress)
     finally:
         # Closing our ends first wakes any worker still waiting for its start.
         for pipe in pipes:
@@ -229,14 +280,23 @@ def _run_workers(spec: LoadSpec, plan: Plan, pool: RequestPool, factory: Transpo
     return RunResult.merge(results)
 
 
-def _expect(pipe: Any, kind: str, worker: int, timeout_s: float) -> Any:
-    """The payload of the next message from ``worker``, which must be of ``kind``."""
+def _expect(pipe: Any, kind: str, worker: int, timeout_s: float,
+            progress: ProgressHook | None = None) -> Any:
+    """The payload of the next message from ``worker`` of ``kind`` (progress goes to the hook).
+
+    Returns None when only progress messages were waiting; True from the hook is signalled
+    as ``_StopAsked``.
+    """
     if not pipe.poll(timeout_s):
         raise TargetError(f"worker {worker} did not report '{kind}' within {timeout_s:g}s")
     try:
         tag, payload = pipe.recv()
     except EOFError:
         raise TargetError(f"worker {worker} exited before reporting '{kind}'") from None
+    if tag == "progress":
+        if progress is not None and progress(payload):
+            raise _StopAsked
+        return None
     if tag == "error":
         name, message = payload
         raise TargetError(f"worker {worker}: {name}: {message}")
@@ -245,22 +305,30 @@ def _expect(pipe: Any, kind: str, worker: int, timeout_s: float) -> Any:
     return payload
 
 
-def _collect(pipes: list[Any], budget_s: float) -> list[DriveResult]:
-    """Every worker's result; on Ctrl-C, tell the workers to stop and keep collecting."""
+class _StopAsked(Exception):
+    """The progress hook asked to stop the run."""
+
+
+def _collect(pipes: list[Any], budget_s: float,
+             progress: ProgressHook | None = None) -> list[DriveResult]:
+    """Every worker's result; on Ctrl-C (or a hook's stop), tell the workers to stop."""
     results: list[DriveResult | None] = [None] * len(pipes)
     deadline = time.monotonic() + budget_s
     interrupted = False
     while any(r is None for r in results):
         try:
             for worker, pipe in enumerate(pipes):
-                if results[worker] is None and pipe.poll(0.05):
-                    results[worker] = _expect(pipe, "result", worker, 0)
+                if results[worker] is None and pipe.poll(0.05 / len(pipes)):
+                    results[worker] = _expect(pipe, "result", worker, 0,
+                                              None if interrupted else progress)
             if time.monotonic() > deadline:
                 missing = [w for w, r in enumerate(results) if r is None]
                 raise TargetError(f"workers {missing} did not finish within {budget_s:.0f}s")
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _StopAsked) as exc:
             if interrupted:
-                raise
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                continue
             interrupted = True
             deadline = min(deadline, time.monotonic() + 30.0)
             for pipe in pipes:

@@ -35,7 +35,7 @@ from typing import Any
 from modelcaliper.errors import UsageError
 
 __all__ = ["LIST_COLUMNS", "RUN_COLUMNS", "SORT_COLUMNS", "AssertionResult", "StoredRun",
-           "error_rate_of", "normalise_time", "query_p99_of", "run_row"]
+           "deadline_miss_rate_of", "error_rate_of", "normalise_time", "query_p99_of", "run_row"]
 
 RUN_COLUMNS = (
     "run_id", "created_at", "model", "model_version", "protocol", "encoding", "compression",
@@ -187,7 +187,8 @@ def error_rate_of(summary: Mapping[str, Any]) -> float | None:
     return failed / due if due > 0 else None
 
 
-def _deadline_miss_rate(summary: Mapping[str, Any]) -> float | None:
+def deadline_miss_rate_of(summary: Mapping[str, Any]) -> float | None:
+    """Share of queries that missed their deadline (fan-out runs with a deadline), or None."""
     misses, count = _get(summary, "queries", "deadline_misses"), _get(summary, "queries", "count")
     if misses is None or not count:
         return None
@@ -230,7 +231,7 @@ def run_row(summary: Mapping[str, Any], *, status: str, reason: str | None = Non
         "p99_ms": _number(_get(summary, "latency_ms", "p99")),
         "query_p99_ms": query_p99_of(summary),
         "error_rate": error_rate_of(summary),
-        "deadline_miss_rate": _deadline_miss_rate(summary),
+        "deadline_miss_rate": deadline_miss_rate_of(summary),
         "achieved_rps": _number(_get(summary, "throughput", "achieved_rps")),
         "folder": folder,
         "summary_json": summary_json,
