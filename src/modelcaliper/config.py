@@ -26,9 +26,9 @@ from typing import Any
 
 from modelcaliper.errors import DataError, UsageError
 
-__all__ = ["CLI_ONLY", "DEFAULT_PROTOCOL", "DEFAULT_RPS", "FORMATS", "RunSpec", "apply_options",
-           "build_spec", "load_config_file", "mark_defaults", "option_table", "render",
-           "take_explicit"]
+__all__ = ["CLI_ONLY", "DEFAULT_PROTOCOL", "DEFAULT_RPS", "FORMATS", "PROTOCOLS", "RunSpec",
+           "apply_options", "build_spec", "load_config_file", "mark_defaults", "option_table",
+           "render", "resolve_encoding", "take_explicit"]
 
 DEFAULT_PROTOCOL = "v2-grpc"
 """Protocol of an embedded run when ``--protocol`` is not given."""
@@ -39,7 +39,8 @@ FORMATS = ("toml", "json", "yaml")
 CLI_ONLY = frozenset({"help", "config", "print_config", "config_format"})
 """Options that steer the command itself and cannot come from a file or the API."""
 _RATED = ("constant", "poisson", "bursty")
-_PROTOCOLS = ("tfserving-rest", "tfserving-grpc", "v2-rest", "v2-grpc")
+PROTOCOLS = ("tfserving-rest", "tfserving-grpc", "v2-rest", "v2-grpc")
+"""The APIs ``caliper run`` speaks (``--protocol``)."""
 _REST_ENCODINGS = {"tfserving-rest": ("rows", "columnar"), "v2-rest": ("json", "binary")}
 
 
@@ -262,8 +263,8 @@ class RunSpec:
 
 def resolve_encoding(protocol: str, encoding: str | None) -> str:
     """The wire encoding (one of ``ENCODINGS``) for a protocol and an ``--encoding`` choice."""
-    if protocol not in _PROTOCOLS:
-        raise UsageError(f"--protocol must be one of {', '.join(_PROTOCOLS)}, got {protocol!r}")
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     choices = _REST_ENCODINGS.get(protocol)
     if choices is None:
         if encoding is not None:
@@ -290,7 +291,7 @@ def _target_kind(a: argparse.Namespace) -> str:
         raise UsageError("--ready-url applies to --launch \"COMMAND\"; drop it or add --launch")
     if a.target is not None:
         if not a.protocol or not a.model:
-            raise UsageError(f"--target needs --protocol ({' | '.join(_PROTOCOLS)}) and "
+            raise UsageError(f"--target needs --protocol ({' | '.join(PROTOCOLS)}) and "
                              "--model NAME")
         return "existing"
     if a.model_path is None:

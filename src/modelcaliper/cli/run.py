@@ -15,14 +15,13 @@ import argparse
 import sys
 from typing import Any
 
-from modelcaliper.config import resolve_encoding
+from modelcaliper.config import PROTOCOLS, resolve_encoding
 from modelcaliper.targets import Endpoint, ExistingServer, Target
 
 __all__ = ["Endpoint", "ExistingServer", "PROTOCOLS", "Target", "add_run_arguments",
            "build_run_parser", "register", "render_run", "resolve_encoding", "run"]
 
 NAME = "run"
-PROTOCOLS = ("tfserving-rest", "tfserving-grpc", "v2-rest", "v2-grpc")
 DEFAULT_WARMUP = "2s"
 
 EXAMPLES = """\
