@@ -230,6 +230,7 @@ class RunSpec:
     data: str | None
     group_by: str | None
     rows: int | None
+    selection: Any  # workload.loader.DataOptions
     load: Any  # load.spec.LoadSpec
     assertions: tuple[Any, ...]
     store: bool
@@ -310,6 +311,22 @@ def _positive_float(text: Any, flag: str) -> float:
     return value
 
 
+def _data_options(a: argparse.Namespace, load: Any) -> Any:
+    """The data selection of a run; with fan-out, a ``--group-by`` column makes real queries."""
+    from modelcaliper.workload.loader import DataOptions
+
+    query_size = a.query_size
+    if load.candidates and a.group_by and query_size is None:
+        query_size = load.candidates  # each unit of K candidates is one real query
+    if query_size is not None and load.candidates and query_size != load.candidates:
+        raise UsageError(f"--query-size {query_size} must equal --candidates "
+                         f"{load.candidates} (a query is the candidates of one unit)")
+    return DataOptions(
+        data=a.data, sample=a.sample, fraction=a.fraction, where=a.where, group_by=a.group_by,
+        query_size=query_size, small_groups=a.small_groups, stratify=a.stratify,
+        maps=tuple(a.map or ()), map_file=a.map_file, data_seed=load.data_seed)
+
+
 def build_spec(args: argparse.Namespace, table: Mapping[str, argparse.Action]) -> RunSpec:
     """Validate the merged options once: a ``RunSpec``, or a one-line UsageError/DataError."""
     from modelcaliper.assertions import check_applicable, parse_assertions
@@ -386,7 +403,8 @@ def build_spec(args: argparse.Namespace, table: Mapping[str, argparse.Action]) -
         metrics_url=a.metrics_url, scrape_metrics=not a.no_metrics,
         server_args=tuple(shlex.split(a.server_args or "")), cpus=cpus, encoding=encoding,
         compression=compression, level=a.level, pool_mb=pool_mb, signature_path=a.signature,
-        data=a.data, group_by=a.group_by, rows=rows, load=load, assertions=assertions,
+        data=a.data, group_by=a.group_by, rows=rows, selection=_data_options(a, load),
+        load=load, assertions=assertions,
         store=not a.no_store, runs_dir=runs_dir,
         db_path=Path(a.db) if a.db else runs_dir / "caliper.db", tags=tags,
         json_path=a.json, hlog_path=a.hlog, junit_path=a.junit, records_dir=a.records,

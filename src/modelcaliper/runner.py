@@ -97,16 +97,15 @@ class _Clock:
         return {name: self.wall_s[name] for name in PHASES if name in self.wall_s}
 
 
-def _columns(spec: RunSpec, signature: Any) -> dict[str, Any]:
-    from modelcaliper.workload import read_columns, synthetic_columns
+def _rows(spec: RunSpec, signature: Any) -> Any:
+    """The run's rows, selected and mapped to the model's inputs (``workload.loader``)."""
+    from modelcaliper.workload.loader import load_rows_from
 
     load = spec.load
     per_unit = load.candidates or load.batch_size
     rows = spec.rows or max(per_unit, min(per_unit * _POOL_UNITS, _MAX_DEFAULT_ROWS))
-    if spec.data:
-        return read_columns(spec.data, limit=rows, sample_seed=load.data_seed)
-    return synthetic_columns(signature, rows, seed=load.data_seed,
-                             query_size=load.candidates or 100)
+    return load_rows_from(spec.selection, signature, default_rows=rows,
+                          synthetic_query_size=load.candidates or 100)
 
 
 def _signature(spec: RunSpec, endpoint: Any) -> Any:
@@ -244,10 +243,15 @@ class _Run:
                      f"{pinning['client_cpus']}" if pinning.get("server_cpus") else "")
             self.say(f"server pid {endpoint.pid} ready at {endpoint.url}{where}")
         signature = _signature(spec, endpoint)
-        columns = _columns(spec, signature)
-        units = unit_requests(columns, signature, batch_size=spec.load.batch_size,
+        rows = _rows(spec, signature)
+        for note in rows.notes:
+            self.say(f"note: {note}")
+        # With fan-out the rows already come as queries of K candidates; without it, a group
+        # column keeps groups out of each other's requests.
+        group_by = None if spec.load.candidates else rows.group_by if spec.group_by else None
+        units = unit_requests(rows.columns, signature, batch_size=spec.load.batch_size,
                               candidates=spec.load.candidates, model_name=endpoint.model,
-                              group_by=spec.group_by)
+                              group_by=group_by)
         pool = build_pool(units, spec.encoding, spec.compression, spec.level, spec.pool_mb)
         self.say(f"pool: {len(pool.units)} units, {pool.request_count} requests of "
                  f"{pool.mean_request_bytes:.0f} B mean ({spec.encoding}, {spec.compression}),"

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -171,8 +172,10 @@ def test_unreachable_target_is_one_line_exit_2(protocol: str,
 def test_fanout_larger_than_the_data_exits_2(server: dict[str, int], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "rows.parquet"
-    signature_names = _input_names(server)
-    pq.write_table(pa.table({name: [0.5] * 10 for name in signature_names}), data)
+    # Ten rows that fit the model's inputs: only their number is wrong for 50 candidates.
+    pq.write_table(pa.table({spec.name: [[0.5] * max(1, spec.shape[-1])] * 10
+                             if len(spec.shape) > 1 else [0.5] * 10
+                             for spec in _input_specs(server)}), data)
     code = caliper("--target", target(server, "tfserving-rest"), "--protocol",
                    "tfserving-rest", "--model", MODEL, "--data", str(data), "--rps", "5",
                    "--duration", "1s", "--candidates", "50", "--batch-size", "10")
@@ -202,11 +205,10 @@ def test_every_request_failing_exits_1(server: dict[str, int], tmp_path: Path,
     assert "every request failed" in captured.err
 
 
-def _input_names(server: dict[str, int]) -> list[str]:
+def _input_specs(server: dict[str, int]) -> list[Any]:
     from modelcaliper.load.health import probe_target
 
-    signature = probe_target(target(server, "v2-rest"), "v2-rest", MODEL)
-    return [spec.name for spec in signature.inputs]
+    return list(probe_target(target(server, "v2-rest"), "v2-rest", MODEL).inputs)
 
 
 def test_usage_errors_name_the_fix(capsys: pytest.CaptureFixture[str]) -> None:

@@ -120,3 +120,33 @@ def read_json_text(text: str) -> dict[str, Any]:
     import orjson
 
     return orjson.loads(text)
+
+
+def test_rows_are_selected_from_the_data_and_fanned_out_per_query(
+        served: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from modelcaliper.load.health import probe_target
+
+    (spec,) = probe_target(served.http_url, "v2-rest", "mlp").inputs
+    width = spec.shape[-1]
+    rng = np.random.default_rng(0)
+    n = 400  # 20 queries of 20 candidates, half of them from market "DE"
+    data = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({
+        "query_id": np.repeat(np.arange(n // 20), 20),
+        "market": np.repeat(np.where(np.arange(n // 20) % 2, "DE", "US"), 20),
+        "x": [row.tolist() for row in rng.normal(size=(n, width)).astype(np.float32)],
+    }), data)
+    runs = tmp_path / "runs"
+    code = against(served, runs, "--data", str(data), "--map", f"{spec.name}=x",
+                   "--where", "market == 'DE'", "--group-by", "query_id", "--sample", "100",
+                   "--candidates", "20", "--batch-size", "5", "--rps", "10")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    summary = read_json(only_folder(runs) / "summary.json")
+    assert summary["queries"]["count"] == 10
+    assert summary["requests"]["ok"] == 40  # 10 queries x 4 requests of 5 candidates
+    assert "columns not used by the model: market" in err

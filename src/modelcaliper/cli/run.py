@@ -15,6 +15,7 @@ import argparse
 import sys
 from typing import Any
 
+from modelcaliper.cli.dataflags import add_data_arguments
 from modelcaliper.config import PROTOCOLS, resolve_encoding
 from modelcaliper.targets import Endpoint, ExistingServer, Target
 
@@ -102,6 +103,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--rows", metavar="N", help="rows of data to read or generate")
     data.add_argument("--pool-mb", default="64", metavar="MB",
                       help="cap on the encoded requests kept for the run (default 64)")
+    add_data_arguments(parser, source=False, group_by=False, seed=False)
     add_load_flags(parser)
     for action in parser._actions:
         if action.dest == "warmup":
