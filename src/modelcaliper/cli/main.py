@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "modelcaliper.cli.payload",
     "modelcaliper.cli.serve_model",
     "modelcaliper.cli.run",
+    "modelcaliper.cli.report",
 )
 """Modules of the subcommands, in the order ``caliper --help`` lists them."""
 
