@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "modelcaliper.cli.serve_model",
     "modelcaliper.cli.run",
     "modelcaliper.cli.report",
+    "modelcaliper.cli.ui",
 )
 """Modules of the subcommands, in the order ``caliper --help`` lists them."""
 

@@ -1,0 +1,139 @@
+"""The ``caliper ui`` web app: Runs, Run and Compare pages, ``/assets/`` and the ``/api/``.
+
+    GET /                       Runs: filter by model, version, tag; sort; paginate
+    GET /runs/{run_id}          Run: charts and tables of one run
+    GET /compare?run=A&run=B    Compare: B (and more) against A
+    GET /assets/{name}          the chart library, chart code and styles
+    GET /api/...                the same data as JSON (``/api/openapi.json`` describes it)
+
+Pages are rendered by ``report.html`` from the views of ``report.data`` / ``report.compare``,
+the same functions the offline HTML report uses. The store is only read. Requests pass the
+``web.security.Guard`` first (token, Host check, security headers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from modelcaliper import __version__
+from modelcaliper.errors import CaliperError, UsageError
+from modelcaliper.report import html
+from modelcaliper.store import Store
+from modelcaliper.web import queries
+from modelcaliper.web.openapi import openapi_document
+from modelcaliper.web.security import Guard
+
+__all__ = ["create_app"]
+
+_CONTENT_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+                  ".LICENSE": "text/plain; charset=utf-8"}
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    body = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _page_error(status: int, message: str) -> HTMLResponse:
+    return HTMLResponse(html.render_template("error.html", inline_assets=False, nav=True,
+                                             title=f"{status}", status=status, message=message),
+                        status_code=status)
+
+
+def _handler(store: Store, work: Callable[[Store, Request], Any],
+             answer: Callable[[Any], Response], api: bool) -> Callable[[Request], Any]:
+    """A route running ``work`` in a thread and mapping not-found and usage errors."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            result = await run_in_threadpool(work, store, request)
+        except queries.NotFound as exc:
+            message = f"no run {exc.args[0]!r} in the store"
+            return _json({"error": message}, 404) if api else _page_error(404, message)
+        except CaliperError as exc:
+            message = " ".join(str(exc).split())
+            return _json({"error": message}, 400) if api else _page_error(400, message)
+        return answer(result)
+
+    return endpoint
+
+
+def _runs_page(store: Store, request: Request) -> str:
+    listing = queries.listing(store, request.query_params,
+                              request.query_params.getlist("tag"))
+    return html.render_runs_page(listing)
+
+
+def _run_page(store: Store, request: Request) -> str:
+    return html.render_run_page(queries.run_data(store, request.path_params["run_id"]))
+
+
+def _compare_page(store: Store, request: Request) -> str:
+    return html.render_compare_page(
+        queries.compare_data(store, request.query_params.getlist("run")))
+
+
+def _asset(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in html.ASSETS:
+        return Response("no such asset\n", status_code=404, media_type="text/plain")
+    suffix = next((s for s in _CONTENT_TYPES if name.endswith(s)), ".LICENSE")
+    return Response(html.asset_text(name), media_type=_CONTENT_TYPES[suffix],
+                    headers={"cache-control": "max-age=3600"})
+
+
+def create_app(database: str | Path, *, token: str | None = None) -> Any:
+    """The ASGI app over the run database at ``database`` (opened read-mostly, never created
+    anew by a page), wrapped in the token / Host guard."""
+    path = Path(database)
+    if not path.is_file():
+        raise UsageError(f"no run database at {path}")
+    store = Store(path)
+
+    def page(work: Callable[[Store, Request], str]) -> Callable[[Request], Any]:
+        return _handler(store, work, HTMLResponse, api=False)
+
+    def api(work: Callable[[Store, Request], Any]) -> Callable[[Request], Any]:
+        return _handler(store, work, _json, api=True)
+
+    document = openapi_document(__version__)
+    routes = [
+        Route("/", page(_runs_page)),
+        Route("/runs/{run_id}", page(_run_page)),
+        Route("/compare", page(_compare_page)),
+        Route("/assets/{name}", _asset),
+        Route("/api/runs", api(lambda s, r: queries.api_listing(
+            s, r.query_params, r.query_params.getlist("tag")))),
+        Route("/api/runs/{run_id}", api(lambda s, r: queries.stored_run(
+            s, r.path_params["run_id"]))),
+        Route("/api/runs/{run_id}/view", api(lambda s, r: queries.run_data(
+            s, r.path_params["run_id"]))),
+        Route("/api/compare", api(lambda s, r: queries.compare_data(
+            s, r.query_params.getlist("run")))),
+        Route("/api/tags", api(lambda s, r: s.tags())),
+        Route("/api/openapi.json", api(lambda s, r: document)),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/api/"):
+            return _json({"error": f"no such path {request.url.path}"}, 404)
+        return _page_error(404, "no such page")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found}, lifespan=lifespan)
+    app.state.store = store
+    return Guard(app, token)

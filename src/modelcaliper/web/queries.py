@@ -1,0 +1,164 @@
+"""What the pages and the API share: reading filters from a query string and loading views.
+
+Every function here is synchronous (SQLite and file reads); the routes run them in a thread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from modelcaliper.errors import UsageError
+
+__all__ = ["MAX_COMPARED", "MAX_PAGE", "PER_PAGE", "RUN_COLUMNS", "NotFound", "api_listing",
+           "compare_data", "listing", "page_number", "run_data", "stored_run"]
+
+PER_PAGE = 50
+"""Runs per page by default."""
+
+MAX_PAGE = 500
+"""Most runs one page or API call returns."""
+
+MAX_COMPARED = 8
+"""Most runs one comparison takes."""
+
+RUN_COLUMNS = (("model", "model"), ("model_version", "version"), ("created_at", "time"),
+               ("rate_per_s", "rate"), ("batch_size", "batch"), ("p50_ms", "p50"),
+               ("p99_ms", "p99"), ("error_rate", "errors"),
+               ("deadline_miss_rate", "deadline misses"), ("verdict", "verdict"))
+"""Sortable columns of the Runs table: (store column, heading)."""
+
+
+class NotFound(LookupError):
+    """A run the store does not have."""
+
+
+def _whole(text: str | None, name: str, default: int, low: int, high: int) -> int:
+    if text in (None, ""):
+        return default
+    try:
+        value = int(text)  # type: ignore[arg-type]
+    except ValueError:
+        raise UsageError(f"{name} must be a whole number, got {text!r}") from None
+    if not low <= value <= high:
+        raise UsageError(f"{name} must be {low}..{high}, got {value}")
+    return value
+
+
+def page_number(text: str | None) -> int:
+    """The 1-based page number of a query string (UsageError when not a number ≥ 1)."""
+    return _whole(text, "page", 1, 1, 10**9)
+
+
+def _sort(text: str | None) -> str:
+    """The sort order of a query string: a store column, '-' first for descending."""
+    from modelcaliper.store import SORT_COLUMNS
+
+    order = text or "-created_at"
+    if order.removeprefix("-") not in SORT_COLUMNS:
+        raise UsageError(f"sort must be one of {', '.join(SORT_COLUMNS)} ('-' first for "
+                         f"descending), got {order!r}")
+    return order
+
+
+def _filters(params: Mapping[str, Any], tags: Sequence[str]) -> dict[str, Any]:
+    return {"model": params.get("model") or None, "version": params.get("version") or None,
+            "tag": [t for t in tags if t] or None, "status": params.get("status") or None,
+            "since": params.get("since") or None, "until": params.get("until") or None}
+
+
+def api_listing(store: Any, params: Mapping[str, Any], tags: Sequence[str]) -> dict[str, Any]:
+    """``/api/runs``: a page of index rows with the total matching the filters."""
+    limit = _whole(params.get("limit"), "limit", PER_PAGE, 1, MAX_PAGE)
+    offset = _whole(params.get("offset"), "offset", 0, 0, 10**12)
+    filters = _filters(params, tags)
+    order = _sort(params.get("sort"))
+    runs = store.list_runs(**filters, order_by=order, limit=limit, offset=offset)
+    return {"runs": [run.to_dict() for run in runs], "total": store.count_runs(**filters),
+            "limit": limit, "offset": offset, "sort": order}
+
+
+def listing(store: Any, params: Mapping[str, Any], tags: Sequence[str]) -> dict[str, Any]:
+    """The Runs page: one page of runs, the filters, sort links and page links."""
+    per_page = _whole(params.get("per_page"), "per_page", PER_PAGE, 1, MAX_PAGE)
+    page = page_number(params.get("page"))
+    sort = _sort(params.get("sort"))
+    filters = _filters(params, tags[:1])
+    runs = store.list_runs(**filters, order_by=sort, limit=per_page,
+                           offset=(page - 1) * per_page)
+    total = store.count_runs(**filters)
+    pages = max(1, math.ceil(total / per_page))
+    kept = [(k, v) for k, v in (("model", filters["model"]), ("version", filters["version"]),
+                                ("tag", (filters["tag"] or [None])[0])) if v]
+    if per_page != PER_PAGE:
+        kept.append(("per_page", str(per_page)))
+
+    def link(**changes: Any) -> str:
+        query = dict(kept, sort=sort, page=str(page))
+        query.update({k: str(v) for k, v in changes.items()})
+        return "/?" + urlencode(query)
+
+    sort_links = {}
+    for column, _ in RUN_COLUMNS:
+        descending_first = column not in ("model", "model_version")
+        if sort == column:
+            sort_links[column] = link(sort=f"-{column}", page=1)
+        elif sort == f"-{column}":
+            sort_links[column] = link(sort=column, page=1)
+        else:
+            sort_links[column] = link(sort=f"-{column}" if descending_first else column, page=1)
+    models = sorted({run.model for run in store.list_runs(limit=MAX_PAGE) if run.model})
+    return {"runs": runs, "total": total, "page": page, "pages": pages, "per_page": per_page,
+            "sort": sort, "columns": RUN_COLUMNS, "sort_links": sort_links,
+            "filters": {"model": filters["model"], "version": filters["version"],
+                        "tag": (filters["tag"] or [None])[0]},
+            "tags": store.tags(), "models": models,
+            "prev": link(page=page - 1) if page > 1 else None,
+            "next": link(page=page + 1) if page < pages else None}
+
+
+def _stored(store: Any, run_id: str) -> tuple[Any, Any]:
+    from modelcaliper.store import check_run_id
+
+    try:
+        check_run_id(run_id)
+    except UsageError:
+        raise NotFound(run_id) from None
+    stored = store.get_run(run_id)
+    if stored is None:
+        raise NotFound(run_id)
+    folder = store.resolve_folder(stored)
+    return folder, stored
+
+
+def run_data(store: Any, run_id: str) -> dict[str, Any]:
+    """The Run view of one stored run (NotFound when the store has no such run)."""
+    from pathlib import Path
+
+    from modelcaliper.report.data import run_view
+
+    folder, stored = _stored(store, run_id)
+    return run_view(folder if folder is not None else Path("/nonexistent") / run_id, stored)
+
+
+def stored_run(store: Any, run_id: str) -> dict[str, Any]:
+    """The index row of one run with its summary, spec and environment."""
+    return _stored(store, run_id)[1].to_dict()
+
+
+def compare_data(store: Any, run_ids: Sequence[str]) -> dict[str, Any]:
+    """The Compare view of 2..MAX_COMPARED stored runs, the first the baseline."""
+    from pathlib import Path
+
+    from modelcaliper.report.compare import compare_view
+
+    if not 2 <= len(run_ids) <= MAX_COMPARED:
+        raise UsageError(f"compare takes 2 to {MAX_COMPARED} runs (?run=A&run=B), "
+                         f"got {len(run_ids)}")
+    pairs = []
+    for run_id in run_ids:
+        folder, stored = _stored(store, run_id)
+        pairs.append((folder if folder is not None else Path("/nonexistent") / run_id, stored))
+    return compare_view(pairs)
