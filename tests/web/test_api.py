@@ -55,8 +55,14 @@ def test_run_view_matches_the_stored_histograms(ui, seeded_runs):
     assert len(view["slowest"]) == 20
 
 
-def test_compare(ui):
-    data = fetch(ui, f"/api/compare?run={BASELINE.run_id}&run={FASTER.run_id}").json()
+@pytest.mark.parametrize("query, baseline", [
+    (f"run={BASELINE.run_id}&run={FASTER.run_id}", BASELINE.run_id),          # as given
+    (f"run={FASTER.run_id}&run={BASELINE.run_id}", FASTER.run_id),            # as given
+    (f"by=time&run={FASTER.run_id}&run={BASELINE.run_id}", BASELINE.run_id),  # oldest first
+])
+def test_compare(ui, query, baseline):
+    data = fetch(ui, f"/api/compare?{query}").json()
+    assert data["comparisons"][0]["baseline"] == baseline
     assert data["comparisons"][0]["verdict"].endswith("outside noise")
 
 

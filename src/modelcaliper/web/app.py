@@ -79,8 +79,8 @@ def _run_page(store: Store, request: Request) -> str:
 
 
 def _compare_page(store: Store, request: Request) -> str:
-    return html.render_compare_page(
-        queries.compare_data(store, request.query_params.getlist("run")))
+    return html.render_compare_page(queries.compare_data(
+        store, request.query_params.getlist("run"), request.query_params.get("by") == "time"))
 
 
 def _asset(request: Request) -> Response:
@@ -119,7 +119,7 @@ def create_app(database: str | Path, *, token: str | None = None) -> Any:
         Route("/api/runs/{run_id}/view", api(lambda s, r: queries.run_data(
             s, r.path_params["run_id"]))),
         Route("/api/compare", api(lambda s, r: queries.compare_data(
-            s, r.query_params.getlist("run")))),
+            s, r.query_params.getlist("run"), r.query_params.get("by") == "time"))),
         Route("/api/tags", api(lambda s, r: s.tags())),
         Route("/api/openapi.json", api(lambda s, r: document)),
     ]

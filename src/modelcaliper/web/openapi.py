@@ -100,7 +100,10 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "parameters": [_param("run", f"run ids, 2 to {MAX_COMPARED}; the first is "
                                              "the baseline",
                                       {"type": "array", "items": _TEXT, "minItems": 2,
-                                       "maxItems": MAX_COMPARED}, required=True)],
+                                       "maxItems": MAX_COMPARED}, required=True),
+                               _param("by", "'time': order the runs oldest first (the oldest "
+                                            "becomes the baseline)",
+                                      {"type": "string", "enum": ["time"]})],
                 "responses": {"200": _json("the comparison",
                                            {"$ref": "#/components/schemas/CompareView"}),
                               "400": _ERROR, "404": _MISSING}}},

@@ -148,8 +148,9 @@ def stored_run(store: Any, run_id: str) -> dict[str, Any]:
     return _stored(store, run_id)[1].to_dict()
 
 
-def compare_data(store: Any, run_ids: Sequence[str]) -> dict[str, Any]:
-    """The Compare view of 2..MAX_COMPARED stored runs, the first the baseline."""
+def compare_data(store: Any, run_ids: Sequence[str], by_time: bool = False) -> dict[str, Any]:
+    """The Compare view of 2..MAX_COMPARED stored runs, the first the baseline (the oldest
+    with ``by_time``, as when runs are ticked in the Runs table)."""
     from pathlib import Path
 
     from modelcaliper.report.compare import compare_view
@@ -161,4 +162,6 @@ def compare_data(store: Any, run_ids: Sequence[str]) -> dict[str, Any]:
     for run_id in run_ids:
         folder, stored = _stored(store, run_id)
         pairs.append((folder if folder is not None else Path("/nonexistent") / run_id, stored))
+    if by_time:
+        pairs.sort(key=lambda pair: (pair[1].created_at, pair[1].run_id))
     return compare_view(pairs)
