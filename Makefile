@@ -22,10 +22,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	mkdir -p runs/demo
-	$(VENV)/bin/caliper payload --signature examples/signatures/ranking.json --synthetic \
-		--batch-size 5,25 --group-by query_id --json runs/demo/payload.json
-	@echo "results: runs/demo/payload.json"
+	$(VENV)/bin/caliper demo --out runs/demo $(DEMO_ARGS)
 
 protos: $(STAMP)
 	$(PY) -m modelcaliper.wire.protos.build
