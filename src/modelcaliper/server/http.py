@@ -10,6 +10,8 @@ It speaks both REST dialects from one port:
                  GET  /v2/models/{m}[/versions/{v}][/ready]
                  POST /v2/models/{m}[/versions/{v}]/infer             (JSON or binary tensors)
     Prometheus   GET  /metrics, /monitoring/prometheus/metrics
+    Profiling    POST /caliper/profile/start, /caliper/profile/stop   (loopback clients only;
+                 see modelcaliper.profile.capture)
 
 No framework sits on the hot path: one dispatch on the path prefix, one codec call each way.
 Bodies are limited to ``max_body_bytes``: a larger ``Content-Length`` is refused with 413
@@ -30,8 +32,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from modelcaliper import __version__
 from modelcaliper.errors import PayloadTooLargeError, WireError
+from modelcaliper.profile.capture import ADMIN_PREFIX, ProfileAdmin
 from modelcaliper.server.batching import OverloadedError
 from modelcaliper.server.logging import EventLog
 from modelcaliper.server.metrics import Metrics
@@ -76,6 +81,7 @@ _REQUEST_ENCODINGS: dict[str, Compression] = {
     "identity": "none", "gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate", "zstd": "zstd",
 }
 _METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_JSON = (("content-type", "application/json"),)
 
 
 class HttpError(Exception):
@@ -135,9 +141,10 @@ class _Reply:
 class _Call:
     """What one request has become so far: its API, body bytes held, how to end it."""
 
-    __slots__ = ("api", "infer", "held_bytes", "unread")
+    __slots__ = ("api", "infer", "held_bytes", "unread", "client")
 
-    def __init__(self) -> None:
+    def __init__(self, client: str | None = None) -> None:
+        self.client = client  # the peer's address, for the loopback-only admin routes
         self.api = "unknown"
         self.infer = False  # an inference call: its timing lists every phase
         self.held_bytes = 0  # body bytes counted against the shared budget
@@ -164,6 +171,7 @@ class HttpFrontEnd:
         signature = service.runtime.signature
         self._tf = TFServingRestCodec("rows", signature=signature, max_body_bytes=max_body_bytes)
         self._v2 = V2RestCodec(max_body_bytes=max_body_bytes)
+        self._profiler = ProfileAdmin(service.runtime)
         self._buffered_bytes = 0
         self._errors_logged_s = 0.0
         self._errors_suppressed = 0
@@ -187,7 +195,7 @@ class HttpFrontEnd:
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        call = _Call()
+        call = _Call((scope.get("client") or (None,))[0])
         try:
             reply = await self._route(scope["path"], scope["method"], receive, headers, timer,
                                       call)
@@ -216,6 +224,11 @@ class HttpFrontEnd:
             return await self._tf_route(path, method, receive, headers, timer, call)
         if path == "/v2" or path.startswith("/v2/"):
             return await self._v2_route(path, method, receive, headers, timer, call)
+        if path.startswith(ADMIN_PREFIX):
+            call.api = "profile"
+            body = await self._read_body(receive, headers, timer, call) if method == "POST" else b""
+            status, code, document = await self._profiler.handle(path, method, body, call.client)
+            return _Reply(Encoded(orjson.dumps(document), _JSON), status, code)
         if path in METRICS_PATHS:
             call.api = "metrics"
             _require(method, "GET")
