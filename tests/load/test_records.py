@@ -147,15 +147,18 @@ def test_merging_split_records_equals_recording_them_together() -> None:
 
 
 MEMORY_SCRIPT = textwrap.dedent("""
-    import resource, sys
+    import sys
     from modelcaliper.load.records import Recorder
     from modelcaliper.load.transport import Outcome, Status
 
-    def rss_mb():
+    def status_mb(field):
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
+
+    def rss_mb():
+        return status_mb("VmRSS")
 
     recorder = Recorder(path=sys.argv[1], query_path=None)
     before = rss_mb()
@@ -167,7 +170,9 @@ MEMORY_SCRIPT = textwrap.dedent("""
                       40, 120, "200", server_timing_ms=timing)
         recorder.add(i, -1, t, t + 10, out, 4, False, base)
     stats = recorder.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of a big pytest
+    # process would report the parent's peak; VmHWM belongs to this program's memory alone.
+    peak = status_mb("VmHWM")
     print(before, rss_mb(), peak, stats.scheduled)
 """)
 
