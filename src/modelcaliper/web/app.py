@@ -112,6 +112,9 @@ def create_app(database: str | Path, *, token: str | None = None) -> Any:
         Route("/runs/{run_id}", page(_run_page)),
         Route("/compare", page(_compare_page)),
         Route("/assets/{name}", _asset),
+        # Browsers ask for this on pages that name no icon (a 401, a plain error); answering
+        # "no content" keeps a 404 out of their consoles.
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/api/runs", api(lambda s, r: queries.api_listing(
             s, r.query_params, r.query_params.getlist("tag")))),
         Route("/api/runs/{run_id}", api(lambda s, r: queries.stored_run(
