@@ -231,6 +231,9 @@ class RunSpec:
     group_by: str | None
     rows: int | None
     selection: Any  # workload.loader.DataOptions
+    profile: bool
+    profiler_address: str | None
+    profile_groups: tuple[str, ...]
     load: Any  # load.spec.LoadSpec
     assertions: tuple[Any, ...]
     store: bool
@@ -404,6 +407,8 @@ def build_spec(args: argparse.Namespace, table: Mapping[str, argparse.Action]) -
         server_args=tuple(shlex.split(a.server_args or "")), cpus=cpus, encoding=encoding,
         compression=compression, level=a.level, pool_mb=pool_mb, signature_path=a.signature,
         data=a.data, group_by=a.group_by, rows=rows, selection=_data_options(a, load),
+        profile=bool(a.profile or a.profiler_address), profiler_address=a.profiler_address,
+        profile_groups=tuple(a.profile_group or ()),
         load=load, assertions=assertions,
         store=not a.no_store, runs_dir=runs_dir,
         db_path=Path(a.db) if a.db else runs_dir / "caliper.db", tags=tags,

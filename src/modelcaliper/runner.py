@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -55,8 +56,12 @@ class ProgressSink:
     def start(self, spec: RunSpec, plan: Any) -> None:
         """The load is about to start."""
 
-    def update(self, batch: Any) -> None:
-        """A ``load.live.LiveBatch`` of records finished since the previous one."""
+    def update(self, batch: Any) -> bool | None:
+        """A ``load.live.LiveBatch`` of records finished since the previous one.
+
+        Returning True ends the load early; the run still counts as completed.
+        """
+        return None
 
     def finish(self) -> None:
         """The load is over (the final summary follows)."""
@@ -195,6 +200,8 @@ class _Run:
                  folder: Any, store: Any) -> None:
         self.spec, self.clock, self.say = spec, clock, say
         self.folder, self.store = folder, store
+        self._profile: dict[str, Any] | None = None
+        self._profile_window = (0.0, 0.0)
 
     def _discard(self) -> None:
         """A run that failed before its load leaves no folder behind."""
@@ -275,12 +282,15 @@ class _Run:
                  f"{endpoint.url} over {load.workers} worker(s); Ctrl-C stops early")
         if progress is not None:
             progress.start(spec, plan)
+        capture = self._start_capture(endpoint)
         called_s = time.time()
         try:
             result = run_load(load, plan, pool, TransportRecipe(endpoint.protocol, endpoint.url,
                                                                 load.connections),
                               records_dir=records_dir, progress=monitor)
         finally:
+            if capture is not None:
+                capture.cancel()  # ends the window early if the load ended early
             if progress is not None:
                 progress.finish()
         ended_s = time.time()
@@ -288,6 +298,7 @@ class _Run:
         clock.add("warmup", warmup_end_s - called_s)
         clock.add("load", ended_s - warmup_end_s)
         with clock.phase("profile"):
+            self._profile = self._finish_capture(capture)
             if profile is not None:
                 profile({"spec": spec, "endpoint": endpoint, "target": target,
                          "result": result, "folder": folder})
@@ -301,15 +312,58 @@ class _Run:
                 server = server_histograms(before, after)
         down = down_reason(target, endpoint, monitor)
         with clock.phase("analyse"):
-            outcome = self._analyse(result, plan, pool, endpoint, server, down)
+            outcome = self._analyse(result, plan, pool, endpoint, server, down,
+                                    monitor.stopped_early)
         outcome.result = result
         if folder is not None:
             with clock.phase("store"):
                 self._write_folder(result, before, after)
         return outcome
 
+    def _start_capture(self, endpoint: Any) -> Any:
+        """Start the op-profile window of ``--profile`` (a thread), or return None."""
+        spec = self.spec
+        if not spec.profile:
+            return None
+        from modelcaliper.profile.capture import BackgroundCapture, steady_window
+        from modelcaliper.profile.grouping import Grouper, parse_group_flags
+
+        out_dir = (self.folder.profile_dir if self.folder is not None
+                   else Path(tempfile.mkdtemp(prefix="caliper-profile-")))
+        delay_s, window_s = steady_window(spec.load.warmup_s, spec.load.duration_s)
+        self._profile_window = (delay_s, window_s)
+        grouper = Grouper(parse_group_flags(spec.profile_groups))
+        options: dict[str, Any] = {}
+        if spec.profiler_address:
+            options["profiler_address"] = spec.profiler_address
+            if spec.model_path is not None:
+                options["model_path"] = spec.model_path
+        return BackgroundCapture(endpoint, out_dir, delay_s=delay_s, duration_s=window_s,
+                                 grouper=grouper, **options).start()
+
+    def _finish_capture(self, capture: Any) -> dict[str, Any] | None:
+        """The captured profile as the summary's ``profile`` entry (or why it is missing)."""
+        if capture is None:
+            return None
+        from modelcaliper.profile.base import ProfileResult
+
+        profile = capture.result(timeout_s=120)
+        if not isinstance(profile, ProfileResult):
+            self.say(f"op profile missing: {profile.reason}")
+            return dict(profile.to_dict())
+        delay_s, window_s = self._profile_window
+        document = profile.to_dict(top_n=10)
+        top_ops = [{"name": op.name, "type": op.op_type, "group": op.group,
+                    "share": round(op.share, 6), "self_us": round(op.self_us, 3)}
+                   for op in profile.ops[:10]]
+        return {**document["summary"], "status": "ok", "runtime": profile.runtime,
+                "window": f"{window_s:.1f} s from {delay_s:.1f} s after the start",
+                "top_ops": top_ops, "trace_path": profile.trace_path,
+                "raw_path": profile.raw_path}
+
     def _analyse(self, result: Any, plan: Any, pool: Any, endpoint: Any,
-                 server: Mapping[str, Any], down: str | None) -> RunOutcome:
+                 server: Mapping[str, Any], down: str | None,
+                 stopped_early: bool = False) -> RunOutcome:
         from modelcaliper.load.summary import build_summary
 
         spec = self.spec
@@ -318,10 +372,15 @@ class _Run:
             facts["version"] = spec.model_version
         summary = build_summary(result, spec.load, plan, target=facts, pool=pool,
                                 run_id=self.folder.run_id if self.folder is not None else None)
+        if self._profile is not None:
+            summary["profile"] = self._profile
         requests = summary["requests"]
+        if stopped_early:  # the progress sink ended the load, not Ctrl-C
+            summary["interrupted"] = False
+            summary["stopped_early"] = True
         if down is not None:
             status, reason = "failed", down
-        elif result.interrupted:
+        elif result.interrupted and not stopped_early:
             status, reason = "interrupted", "Ctrl-C before the schedule ended"
         elif requests["scheduled"] and not requests["ok"]:
             status, reason = "failed", "every request failed"

@@ -115,6 +115,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         if action.dest == "json":
             action.help = "write the summary as JSON to FILE ('-': print it instead of the " \
                           "terminal summary)"
+    profiling = parser.add_argument_group("op profile (see docs/profiling.md)")
+    profiling.add_argument("--profile", action="store_true",
+                           help="capture the model's op profile during the steady phase "
+                                "(embedded server, or --profiler-address for TensorFlow)")
+    profiling.add_argument("--profiler-address", metavar="HOST:PORT",
+                           help="a TensorFlow profiler service to capture from (TF Serving's "
+                                "gRPC port, or serve-model --profiler-port)")
+    profiling.add_argument("--profile-group", action="append", metavar="GROUP=PREFIX,...",
+                           help="put ops under these name prefixes in GROUP (repeatable), "
+                                "e.g. transform=features/,preprocess/")
     results = parser.add_argument_group("results")
     results.add_argument("--runs-dir", default="runs", metavar="DIR",
                          help="where run folders go (default runs)")
@@ -257,6 +267,23 @@ def _server_lines(summary: dict[str, Any]) -> list[str]:
     return lines + (rows or ["  (no server histogram moved during the run)"])
 
 
+def _profile_lines(summary: dict[str, Any]) -> list[str]:
+    """The op profile captured under load: top groups and ops, or why it is missing."""
+    profile = summary.get("profile")
+    if not profile:
+        return []
+    if profile.get("status") != "ok":
+        return [f"op profile  missing: {profile.get('reason', 'unknown reason')}"]
+    lines = [f"op profile  {profile.get('window', '')}".rstrip()]
+    groups = profile.get("groups") or []
+    if groups:
+        lines.append("  groups    " + "  ".join(
+            f"{g['group']} {100 * g['share']:.1f}%" for g in groups))
+    for op in (profile.get("top_ops") or [])[:5]:
+        lines.append(f"  {100 * op['share']:5.1f}%  {op['name'][:60]:<60}  {op['group']}")
+    return lines
+
+
 def render_run(summary: dict[str, Any]) -> str:
     """The terminal report of a run: the load summary, the server view, verdicts, where."""
     from modelcaliper.load.summary import render_summary
@@ -270,6 +297,7 @@ def render_run(summary: dict[str, Any]) -> str:
         for verdict in verdicts:
             mark = "pass" if verdict["passed"] else "FAIL"
             lines.append(f"  {mark}  {verdict['expression']:<{width}}  {verdict['message']}")
+    lines += _profile_lines(summary)
     phases = summary.get("phases_wall_s") or {}
     if phases:
         lines.append("phases s    " + "  ".join(f"{k} {v:.2f}" for k, v in phases.items()))
