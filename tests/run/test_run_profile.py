@@ -1,4 +1,4 @@
-"""``caliper run --profile``: an op profile captured during the steady phase, stored with the run."""
+"""``caliper run --profile``: an op profile captured under load, stored with the run."""
 
 from __future__ import annotations
 
