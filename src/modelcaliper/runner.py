@@ -286,7 +286,7 @@ class _Run:
         called_s = time.time()
         try:
             result = run_load(load, plan, pool, TransportRecipe(endpoint.protocol, endpoint.url,
-                                                                load.connections),
+                                                                load.connections, load.http2),
                               records_dir=records_dir, progress=monitor)
         finally:
             if capture is not None:

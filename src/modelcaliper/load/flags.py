@@ -71,6 +71,9 @@ def add_load_flags(parser: argparse.ArgumentParser) -> None:
                              "or drop (counted)")
     limits.add_argument("--connections", default="8", metavar="N",
                         help="connections (HTTP) or channels (gRPC) per worker (default 8)")
+    limits.add_argument("--http2", action="store_true",
+                        help="REST over HTTP/2 cleartext (h2c, prior knowledge): many streams "
+                             "per connection")
     limits.add_argument("--workers", default="1", metavar="N",
                         help="generator processes sharing one schedule (default 1)")
     seeds = parser.add_argument_group("seeds")
@@ -151,6 +154,7 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
         max_in_flight=_int(args.max_in_flight, "--max-in-flight"),
         on_overload=str(args.on_overload).strip().lower(),
         connections=_int(args.connections, "--connections", 1),
+        http2=bool(getattr(args, "http2", False)),
         workers=_int(args.workers, "--workers", 1),
         seed=_int(args.seed, "--seed"),
         data_seed=_int(args.data_seed, "--data-seed"),

@@ -17,7 +17,7 @@ exchange. A request that times out in flight closes its connection (a late answe
 otherwise be read as the next request's); the pool reconnects lazily. ``sent_ns == 0`` in an
 outcome means the request never reached the socket.
 
-HTTPS and HTTP/2 are not supported yet.
+HTTPS is not supported yet; HTTP/2 (h2c) is ``load.http2.Http2Transport`` (``--http2``).
 """
 
 from __future__ import annotations

@@ -120,6 +120,8 @@ class LoadSpec:
     """Beyond ``max_in_flight``: ``queue`` waits in the client (latency counts it) or ``drop``."""
     connections: int = 8
     """Connections (HTTP) or channels (gRPC) per worker."""
+    http2: bool = False
+    """Send HTTP requests over HTTP/2 cleartext with prior knowledge (h2c) instead of HTTP/1.1."""
     workers: int = 1
     """Generator processes sharing one global schedule."""
     seed: int = 0
@@ -232,7 +234,7 @@ class LoadSpec:
         out: dict[str, Any] = {name: getattr(self, name) for name in (
             "arrival", "rate_per_s", "duration_s", "warmup_s", "max_requests", "batch_size",
             "candidates", "per_query_concurrency", "deadline_s", "on_deadline", "timeout_s",
-            "max_in_flight", "on_overload", "connections", "workers", "seed", "data_seed",
+            "max_in_flight", "on_overload", "connections", "http2", "workers", "seed", "data_seed",
             "keep_bodies")}
         out["arrival_params"] = {k: (str(v) if not isinstance(v, (int, float)) else v)
                                  for k, v in self.arrival_params.items()}

@@ -59,14 +59,20 @@ class TransportRecipe:
     protocol: str
     url: str
     connections: int = 8
+    http2: bool = False
 
     def __call__(self) -> Transport:
-        """A new HTTP or gRPC transport to ``url`` with ``connections`` connections/channels."""
+        """A new HTTP/1.1, HTTP/2 or gRPC transport to ``url`` with ``connections`` of them."""
         if self.protocol.endswith("-grpc"):
             from modelcaliper.load.grpc import GrpcTransport, parse_grpc_target
 
             return GrpcTransport(parse_grpc_target(self.url), channels=self.connections)
         from modelcaliper.load.health import http_base
+
+        if self.http2:
+            from modelcaliper.load.http2 import Http2Transport
+
+            return Http2Transport(http_base(self.url), connections=self.connections)
         from modelcaliper.load.http import HttpTransport
 
         return HttpTransport(http_base(self.url), connections=self.connections)
