@@ -1,28 +1,12 @@
-"""The demo ranking model: Keras preprocessing plus a small DNN, exported in two versions.
+"""The demo ranking model: Keras preprocessing plus a DNN, trained and exported in two versions.
 
 Inputs (one row per candidate): ``numeric`` FP32 [-1, N], ``categorical`` BYTES [-1, C] and
 ``context`` FP32 [-1, X], as ``demo.data`` writes them. Output: ``score`` FP32 [-1, 1].
 
-The transform turns raw features into what the network eats:
-
-- every numeric column has NaN replaced by 0, is clipped to its range, log1p-compressed
-  when heavy-tailed, scaled, then standardised (``Normalization``, adapted on the training
-  data); a few heavy-tailed columns are also bucketized (``Discretization`` at training
-  quantiles, then ``CategoryEncoding`` one-hot);
-- every categorical string is normalised (capped at 24 bytes, stripped, lower-cased,
-  punctuation replaced, blanks named ``__missing__``) and encoded: small vocabularies
-  one-hot (``StringLookup`` + ``CategoryEncoding``), mid-sized ones as ``StringLookup`` ids
-  and large ones as ``Hashing`` ids, both for an embedding;
-- context features are log1p-compressed and standardised.
-
-It returns ``dense`` (FP32) and ``ids`` (INT64, offsets into one shared embedding table).
-The network embeds ``ids``, concatenates ``dense`` and scores with two ReLU layers.
-
-Both versions share every weight and compute the same features. Version 1's transform is
-written the way slow production transforms often are: a Python loop that emits a
-NaN/clip/log/scale chain per numeric column (hundreds of tiny ops per request), and the
-string normalisation in a ``tf.map_fn`` over rows that handles one string at a time
-(thousands of op executions per request). Version 2 does the same arithmetic on whole tensors.
+The transform (``demo.features``) returns ``dense`` (FP32) and ``ids`` (INT64, offsets into
+one shared embedding table); version 1 computes it column by column and row by row, version 2
+with a few wide ops. The network embeds ``ids``, concatenates ``dense`` and scores with three
+ReLU layers (512-256-128) and a sigmoid. Both versions share every weight.
 
 Each SavedModel exports ``serving_default``, ``transform`` and ``model`` (see
 ``modelcaliper.server.runtimes.tensorflow``), so the embedded server times the two phases.
@@ -39,27 +23,25 @@ from typing import Any
 import numpy as np
 
 from modelcaliper.demo.data import FeatureLayout
+from modelcaliper.demo.features import Features
 from modelcaliper.errors import DataError
 
 __all__ = ["BUILDER_VERSION", "MODEL_NAME", "BuildReport", "TrainConfig", "auc", "build_models",
            "is_built", "load_training_data"]
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 """Bumped whenever the model code changes, so cached artifacts are rebuilt."""
 
 MODEL_NAME = "ranker"
 _STAMP = "ranker.build.json"
-_PUNCTUATION = "[^a-z0-9_]"
-_MAX_CHARS = 24
-_MISSING = "__missing__"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Knobs of the build: network sizes, encodings, training budget, seed."""
 
-    hidden: tuple[int, ...] = (128, 64)
-    embedding_dim: int = 8
+    hidden: tuple[int, ...] = (512, 256, 128)
+    embedding_dim: int = 16
     lookup_max_tokens: int = 1000
     hash_bins: int = 2048
     buckets: int = 10
@@ -109,125 +91,7 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-class _Features:
-    """The transform's layers and constants, fitted on training data; shared by both versions."""
-
-    def __init__(self, layout: FeatureLayout, config: TrainConfig, data: dict[str, np.ndarray]):
-        import keras
-        import tensorflow as tf
-
-        self.layout, self.config = layout, config
-        cols = layout.numeric_columns
-        self.clip_low = tf.constant([c.clip_low for c in cols], tf.float32)
-        self.clip_high = tf.constant([c.clip_high for c in cols], tf.float32)
-        self.log_mask = tf.constant([c.log for c in cols])
-        self.scale = tf.constant([c.scale for c in cols], tf.float32)
-        numeric = self._numeric_fast(tf.constant(data["numeric"])).numpy()
-        self.numeric_norm = keras.layers.Normalization(axis=-1)
-        self.numeric_norm.adapt(numeric)
-        self.buckets = []
-        for index in layout.discretized_indices:
-            edges = np.unique(np.quantile(numeric[:, index],
-                                          np.linspace(0, 1, config.buckets + 1)[1:-1]))
-            self.buckets.append((index, keras.layers.Discretization(bin_boundaries=list(edges)),
-                                 keras.layers.CategoryEncoding(len(edges) + 1, "one_hot")))
-        context = np.log1p(np.maximum(data["context"], 0.0))
-        self.context_norm = keras.layers.Normalization(axis=-1)
-        self.context_norm.adapt(context)
-        strings = _normalise_strings_np(data["categorical"])
-        self.onehot, self.embedded, offset = [], [], 0
-        for j, col in enumerate(layout.categorical_columns):
-            if col.encoding == "hash":
-                layer, size = keras.layers.Hashing(num_bins=config.hash_bins), config.hash_bins
-            else:
-                values, counts = np.unique(strings[:, j], return_counts=True)
-                top = values[np.argsort(-counts, kind="stable")][: config.lookup_max_tokens]
-                layer = keras.layers.StringLookup(vocabulary=sorted(top.tolist()))
-                size = len(top) + 1
-            if col.encoding == "onehot":
-                self.onehot.append((j, layer, keras.layers.CategoryEncoding(size, "one_hot")))
-            else:
-                self.embedded.append((j, layer, offset))
-                offset += size
-        self.id_space = max(offset, 1)
-
-    # -------------------------------------------------------------- numeric, two ways
-
-    def _numeric_fast(self, numeric: Any) -> Any:
-        import tensorflow as tf
-
-        present = tf.where(tf.math.is_nan(numeric), 0.0, numeric)
-        clipped = tf.clip_by_value(present, self.clip_low, self.clip_high)
-        logged = tf.math.log1p(tf.maximum(clipped, 0.0))
-        return tf.where(self.log_mask, logged, clipped) * self.scale
-
-    def _numeric_per_column(self, numeric: Any) -> Any:
-        import tensorflow as tf
-
-        values = []
-        for i, col in enumerate(self.layout.numeric_columns):  # a small op chain per column
-            value = numeric[:, i]
-            value = tf.where(tf.math.is_nan(value), 0.0, value)
-            value = tf.clip_by_value(value, col.clip_low, col.clip_high)
-            if col.log:
-                value = tf.math.log1p(tf.maximum(value, 0.0))
-            values.append(value if col.scale == 1.0 else value * col.scale)
-        return tf.stack(values, axis=1)
-
-    def _strings_rowwise(self, categorical: Any) -> Any:
-        import tensorflow as tf
-
-        def one_row(row: Any) -> Any:  # every string of one candidate, one at a time
-            values = [_normalise_strings_tf(row[j]) for j in range(self.layout.categorical)]
-            return tf.stack(values)
-
-        return tf.map_fn(one_row, categorical, fn_output_signature=tf.string)
-
-    # -------------------------------------------------------------- shared encoding
-
-    def transform(self, numeric: Any, categorical: Any, context: Any, *, slow: bool) -> Any:
-        """``{"dense", "ids"}`` from raw inputs; ``slow`` picks version 1's implementation."""
-        import tensorflow as tf
-
-        if slow:
-            num = self._numeric_per_column(numeric)
-            strings = self._strings_rowwise(categorical)
-        else:
-            num, strings = self._numeric_fast(numeric), _normalise_strings_tf(categorical)
-        dense = [self.numeric_norm(num)]
-        for index, discretize, encode in self.buckets:
-            dense.append(encode(discretize(num[:, index])))
-        dense.append(self.context_norm(tf.math.log1p(tf.maximum(context, 0.0))))
-        for j, lookup, encode in self.onehot:
-            dense.append(encode(lookup(strings[:, j])))
-        ids = [tf.cast(lookup(strings[:, j]), tf.int64) + offset
-               for j, lookup, offset in self.embedded]
-        batch = tf.shape(numeric)[0]
-        stacked = tf.stack(ids, axis=1) if ids else tf.zeros([batch, 1], tf.int64)
-        return {"dense": tf.concat([tf.cast(d, tf.float32) for d in dense], axis=1),
-                "ids": stacked}
-
-
-def _normalise_strings_tf(values: Any) -> Any:
-    """Cap the length, strip, lower-case, replace punctuation, name blanks: any shape."""
-    import tensorflow as tf
-
-    capped = tf.strings.substr(values, 0, _MAX_CHARS)
-    clean = tf.strings.regex_replace(tf.strings.lower(tf.strings.strip(capped)), _PUNCTUATION, "_")
-    return tf.where(tf.strings.length(clean) == 0, _MISSING, clean)
-
-
-def _normalise_strings_np(values: np.ndarray) -> np.ndarray:
-    """``_normalise_strings_tf`` for ASCII text in numpy (to choose vocabularies)."""
-    import re
-
-    pattern = re.compile(_PUNCTUATION)
-    flat = [pattern.sub("_", str(v)[:_MAX_CHARS].strip().lower()) or _MISSING
-            for v in values.ravel()]
-    return np.array(flat, dtype=object).reshape(values.shape)
-
-
-def _network(features: _Features, dense_width: int, n_ids: int, config: TrainConfig) -> Any:
+def _network(features: Features, dense_width: int, n_ids: int, config: TrainConfig) -> Any:
     import keras
 
     dense = keras.Input(shape=(dense_width,), dtype="float32", name="dense")
@@ -245,7 +109,7 @@ def _network(features: _Features, dense_width: int, n_ids: int, config: TrainCon
     return keras.Model({"dense": dense, "ids": ids}, score, name="ranker_net")
 
 
-def _exported(features: _Features, net: Any, slow: bool, dense_width: int, n_ids: int) -> Any:
+def _exported(features: Features, net: Any, slow: bool, dense_width: int, n_ids: int) -> Any:
     import tensorflow as tf
 
     layout = features.layout
@@ -259,6 +123,7 @@ def _exported(features: _Features, net: Any, slow: bool, dense_width: int, n_ids
         def __init__(self) -> None:
             super().__init__()
             self.features, self.net = features, net
+            self.vocabulary = features.vocabulary
             self.layers = [features.numeric_norm, features.context_norm,
                            *[layer for _, *pair in features.buckets for layer in pair],
                            *[layer for _, *pair in features.onehot for layer in pair],
@@ -279,7 +144,7 @@ def _exported(features: _Features, net: Any, slow: bool, dense_width: int, n_ids
     return Ranker()
 
 
-def _train(features: _Features, data: dict[str, np.ndarray],
+def _train(features: Features, data: dict[str, np.ndarray],
            config: TrainConfig) -> tuple[Any, float, float, int, int]:
     import keras
     import tensorflow as tf
@@ -364,7 +229,7 @@ def _build(out: Path, data_path: Path, layout: FeatureLayout, config: TrainConfi
     base = out / MODEL_NAME
     versions = (base / "1", base / "2")
     data = load_training_data(data_path)
-    features = _Features(layout, config, data)
+    features = Features(layout, config, data)
     net, auc_value, accuracy, dense_width, n_ids = _train(features, data, config)
     (out / _STAMP).unlink(missing_ok=True)
     for version, slow in zip(versions, (True, False), strict=True):
