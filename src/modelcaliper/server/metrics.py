@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["Metrics", "exponential_buckets"]
 
@@ -63,6 +64,8 @@ class Metrics:
         self._counters: dict[tuple[str, tuple[str, ...], tuple[str, ...]], float] = {}
         self._histograms: dict[tuple[str, tuple[str, ...], tuple[str, ...]], _Histogram] = {}
         self._help: dict[str, tuple[str, str]] = {}
+        self._request_series: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
+        self._phase_series: dict[str, _Histogram] = {}
 
     def _declare(self, name: str, kind: str, text: str) -> None:
         self._help.setdefault(name, (kind, text))
@@ -103,54 +106,71 @@ class Metrics:
         phases_ms: dict[str, float],
         batch_rows: int,
     ) -> None:
-        """Record one finished request under TF Serving's names and ours."""
-        self.inc(
-            ":tensorflow:serving:request_count",
-            {"model_name": model, "status": status},
-            help_text="The number of requests, by model and status.",
-        )
-        total_ms = phases_ms.get("total")
-        if total_ms is not None:
-            self.observe(
-                ":tensorflow:serving:request_latency",
-                {"model_name": model, "API": api, "entrypoint": entrypoint},
-                total_ms * 1000.0,
-                LATENCY_US_BUCKETS,
-                "Distribution of request latency in microseconds.",
-            )
-        compute_ms = phases_ms.get("compute")
-        if compute_ms is not None:
-            self.observe(
-                ":tensorflow:serving:runtime_latency",
-                {"model_name": model, "API": api, "runtime": "embedded"},
-                compute_ms * 1000.0,
-                LATENCY_US_BUCKETS,
-                "Distribution of model run time in microseconds.",
-            )
-        if "queue" in phases_ms:
-            self.observe(
-                ":tensorflow:serving:batching_session:queuing_latency",
-                {"thread_pool_name": model},
-                phases_ms["queue"] * 1000.0,
-                LATENCY_US_BUCKETS,
-                "Time a request waited for a model slot, in microseconds.",
-            )
-        if batch_rows:
-            self.observe(
-                ":tensorflow:serving:batching_session:input_batch_size",
-                {"model_name": model},
-                float(batch_rows),
-                BATCH_SIZE_BUCKETS,
-                "Rows per request.",
-            )
-        for phase, ms in phases_ms.items():
-            self.observe(
-                "caliper_server_phase_seconds",
-                {"phase": phase},
-                ms / 1000.0,
-                PHASE_S_BUCKETS,
-                "Server-side request phases (Server-Timing), in seconds.",
-            )
+        """Record one finished request under TF Serving's names and ours.
+
+        This runs for every request, so the series it touches are looked up once per
+        (model, API, entrypoint, status) and phase, and updated under one lock acquisition.
+        """
+        series = self._request_series.get((model, api, entrypoint, status))
+        if series is None:
+            series = self._declare_request_series(model, api, entrypoint, status)
+        count_key, latency, runtime, queue, rows = series
+        with self._lock:
+            self._counters[count_key] += 1.0
+            total_ms = phases_ms.get("total")
+            if total_ms is not None:
+                latency.observe(total_ms * 1000.0)
+            compute_ms = phases_ms.get("compute")
+            if compute_ms is not None:
+                runtime.observe(compute_ms * 1000.0)
+            queue_ms = phases_ms.get("queue")
+            if queue_ms is not None:
+                queue.observe(queue_ms * 1000.0)
+            if batch_rows:
+                rows.observe(float(batch_rows))
+            phase_series = self._phase_series
+            for phase, ms in phases_ms.items():
+                hist = phase_series.get(phase)
+                if hist is None:
+                    hist = self._histogram_locked(
+                        ("caliper_server_phase_seconds", ("phase",), (phase,)), PHASE_S_BUCKETS,
+                        "Server-side request phases (Server-Timing), in seconds.")
+                    phase_series[phase] = hist
+                hist.observe(ms / 1000.0)
+
+    def _histogram_locked(self, key: tuple[str, tuple[str, ...], tuple[str, ...]],
+                          buckets: Sequence[float], help_text: str) -> _Histogram:
+        self._declare(key[0], "histogram", help_text)
+        hist = self._histograms.get(key)
+        if hist is None:
+            hist = self._histograms[key] = _Histogram(buckets)
+        return hist
+
+    def _declare_request_series(self, model: str, api: str, entrypoint: str,
+                                status: str) -> tuple[Any, ...]:
+        with self._lock:
+            count_key = (":tensorflow:serving:request_count", ("model_name", "status"),
+                         (model, status))
+            self._declare(count_key[0], "counter", "The number of requests, by model and status.")
+            self._counters.setdefault(count_key, 0.0)
+            latency = self._histogram_locked(
+                (":tensorflow:serving:request_latency", ("model_name", "API", "entrypoint"),
+                 (model, api, entrypoint)), LATENCY_US_BUCKETS,
+                "Distribution of request latency in microseconds.")
+            runtime = self._histogram_locked(
+                (":tensorflow:serving:runtime_latency", ("model_name", "API", "runtime"),
+                 (model, api, "embedded")), LATENCY_US_BUCKETS,
+                "Distribution of model run time in microseconds.")
+            queue = self._histogram_locked(
+                (":tensorflow:serving:batching_session:queuing_latency", ("thread_pool_name",),
+                 (model,)), LATENCY_US_BUCKETS,
+                "Time a request waited for a model slot, in microseconds.")
+            rows = self._histogram_locked(
+                (":tensorflow:serving:batching_session:input_batch_size", ("model_name",),
+                 (model,)), BATCH_SIZE_BUCKETS, "Rows per request.")
+            series = (count_key, latency, runtime, queue, rows)
+            self._request_series[(model, api, entrypoint, status)] = series
+            return series
 
     def render(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
