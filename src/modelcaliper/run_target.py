@@ -41,23 +41,28 @@ def make_target(spec: RunSpec, log_dir: Path | None) -> Any:
 
 
 class Monitor:
-    """The live hook: feeds the display and stops the run if our server's process died."""
+    """The live hook: feeds the display and stops the run if our server's process died.
+
+    A sink whose ``update`` returns True ends the load early (``stopped_early``): the run
+    still completes, measured up to that point (a sweep's early stopping).
+    """
 
     def __init__(self, target: Any, sink: Any) -> None:
         self.target = target
         self.sink = sink
         self.crash_code: int | None = None
+        self.stopped_early = False
 
     def __call__(self, batch: Any) -> bool:
-        """Show the batch; True (stop the run) when our server's process has ended."""
-        if self.sink is not None:
-            self.sink.update(batch)
+        """Show the batch; True (stop the run) when our server ended or the sink says enough."""
+        enough = bool(self.sink.update(batch)) if self.sink is not None else False
         exit_code = getattr(self.target, "exit_code", None)
         code = exit_code() if exit_code is not None else None
         if code is not None:
             self.crash_code = code
             return True
-        return False
+        self.stopped_early = self.stopped_early or enough
+        return enough
 
 
 def series_values(exposition: Any) -> dict[str, float] | None:
