@@ -259,6 +259,31 @@ def test_holds_are_timers_not_work():
         assert min(results) >= 0.1
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_with_workers_requests_queue_first_in_first_out(workers):
+    # 6 concurrent requests of 50 ms: one worker serves them one after another (6 × 50 ms),
+    # two serve them two at a time (3 × 50 ms); service starts when a worker is free.
+    with GroundTruthServer("constant:50ms", workers=workers) as server:
+        threads = [threading.Thread(target=lambda: post(
+            http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)))
+            for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        records = server.records()
+    order = np.argsort(records.arrival_ns)
+    finished_ms = np.sort(records.release_ns - records.arrival_ns.min()) / 1e6
+    expected_ms = [50.0 * (i // workers + 1) for i in range(6)]
+    # released exactly as the queue model says, up to the spread of the arrivals
+    spread_ms = (records.arrival_ns.max() - records.arrival_ns.min()) / 1e6
+    assert np.all(finished_ms >= np.array(expected_ms) - 1e-6)
+    assert np.all(finished_ms <= np.array(expected_ms) + spread_ms + 1e-6)
+    assert np.all(np.diff(records.release_ns[order][::workers]) >= 50 * MS)
+    with pytest.raises(UsageError, match="--workers must be ≥ 0"):
+        GroundTruthServer("constant:1ms", workers=-1)
+
+
 def test_pipelined_requests_are_answered_in_order():
     # The first request's hold is longer than the second's; HTTP/1.1 still answers in order.
     with GroundTruthServer("exponential:mean=20ms", seed=3) as server:

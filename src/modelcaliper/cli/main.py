@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "modelcaliper.cli.payload",
     "modelcaliper.cli.serve_model",
     "modelcaliper.cli.run",
+    "modelcaliper.cli.sweep",
     "modelcaliper.cli.profile",
     "modelcaliper.cli.demo",
     "modelcaliper.cli.report",

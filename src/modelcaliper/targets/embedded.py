@@ -55,6 +55,8 @@ class EmbeddedServer(TargetBase):
         log_dir: str | Path | None = None,
         start_timeout_s: float = 120.0,
         grace_period_s: float = 10.0,
+        host: str = "127.0.0.1",
+        wrapper: Sequence[str] = (),
     ) -> None:
         from modelcaliper.load.health import PROTOCOLS
 
@@ -76,13 +78,17 @@ class EmbeddedServer(TargetBase):
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.start_timeout_s = start_timeout_s
         self.grace_period_s = grace_period_s
+        self.host = host
+        """Address the server binds and is reached at (a namespace's own address for a link)."""
+        self.wrapper = [str(a) for a in wrapper]
+        """Command the server runs under, e.g. ``ip netns exec NS`` (empty: none)."""
         self.process: ServerProcess | None = None
         self._client_cpus_before: tuple[int, ...] | None = None
 
     def command(self, ready_file: Path) -> list[str]:
         """The ``serve-model`` command line this target runs."""
-        argv = [sys.executable, "-m", "modelcaliper.cli.main", "serve-model",
-                str(self.model_path), "--host", "127.0.0.1", "--http-port", "0",
+        argv = [*self.wrapper, sys.executable, "-m", "modelcaliper.cli.main", "serve-model",
+                str(self.model_path), "--host", self.host, "--http-port", "0",
                 "--grpc-port", "0", "--ready-file", str(ready_file),
                 "--grace-period-s", f"{self.grace_period_s:g}"]
         if self.model_name:
@@ -108,8 +114,8 @@ class EmbeddedServer(TargetBase):
                                     timeout_s=self.start_timeout_s,
                                     waiting_for="waiting for its ready file")
             facts = json.loads(ready_file.read_text())
-            http_url = f"http://127.0.0.1:{int(facts['http_port'])}"
-            grpc_url = f"127.0.0.1:{int(facts['grpc_port'])}"
+            http_url = f"http://{self.host}:{int(facts['http_port'])}"
+            grpc_url = f"{self.host}:{int(facts['grpc_port'])}"
             model = str(facts["model_name"])
             url = grpc_url if self.protocol.endswith("-grpc") else http_url
             try:

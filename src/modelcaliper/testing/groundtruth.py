@@ -4,7 +4,10 @@ It exists to prove the load engine honest. It answers any ``POST`` with ``200``,
 body and ``Server-Timing: total;dur=…, service;dur=…, stall;dur=…`` after holding the request
 for a service time drawn, in arrival order, from a seeded RNG (``constant:5ms``,
 ``exponential:mean=5ms``, ``lognormal:median=5ms,sigma=0.5``). The hold is a timer, not CPU
-work, so concurrent requests do not slow each other down (an infinite-server queue).
+work, so concurrent requests do not slow each other down (an infinite-server queue). With
+``workers`` = c > 0 it is a FIFO queue of c servers instead: a request's service starts when
+it has arrived and one of the c is free (the earliest), so with a constant service time S and
+one worker the capacity is exactly 1 / S requests per second.
 
 Stall mode freezes the whole server for ``stall_s`` at the end of every ``stall_every_s``
 period: stall k covers ``[k·P − S, k·P)`` after the epoch (the start or the last reset), k ≥ 1,
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import os
 import selectors
@@ -74,8 +78,12 @@ DEFAULT_MAX_RECORDS = 2_000_000
 class _Core:
     """The server's state on its event loop: RNG, stall clock and the records."""
 
-    def __init__(self, service: ServiceTime, stalls: Stalls, seed: int, max_records: int) -> None:
+    def __init__(self, service: ServiceTime, stalls: Stalls, seed: int, max_records: int,
+                 workers: int = 0) -> None:
+        if workers < 0:
+            raise UsageError(f"--workers must be ≥ 0 (0 = unbounded), got {workers}")
         self.service, self.stalls, self.seed, self.max_records = service, stalls, seed, max_records
+        self.workers = workers
         self.connections: set[_Connection] = set()
         self.reset()
 
@@ -86,12 +94,18 @@ class _Core:
         self.columns = [array("q") for _ in range(4)]  # arrival, service, release, done
         self.request_ids: list[str] = []
         self.unrecorded = 0
+        self.free_ns = [0] * self.workers  # when each worker is free, since the epoch (a heap)
         return self.epoch_ns
 
     def admit(self, arrival_ns: int, request_id: str) -> tuple[int, int, int]:
         """Draw a service time for a request; ``(record index or -1, service_ns, release_ns)``."""
         service_ns = round(self.service.draw_s(self.rng) * 1e9)
-        release_ns = self.epoch_ns + self.stalls.release_ns(arrival_ns - self.epoch_ns, service_ns)
+        begin_ns = arrival_ns - self.epoch_ns
+        if self.workers:  # FIFO: wait for the worker that frees up first
+            begin_ns = max(begin_ns, heapq.heappop(self.free_ns))
+        release_ns = self.epoch_ns + self.stalls.release_ns(begin_ns, service_ns)
+        if self.workers:
+            heapq.heappush(self.free_ns, release_ns - self.epoch_ns)
         if len(self.request_ids) >= self.max_records:
             self.unrecorded += 1
             return -1, service_ns, release_ns
@@ -225,9 +239,9 @@ class GroundTruthServer:
 
     def __init__(self, service: ServiceTime | str = "constant:0", *, stall_s: float = 0.0,
                  stall_every_s: float = 0.0, seed: int = 0, port: int = 0,
-                 max_records: int = DEFAULT_MAX_RECORDS) -> None:
+                 max_records: int = DEFAULT_MAX_RECORDS, workers: int = 0) -> None:
         law = ServiceTime.parse(service) if isinstance(service, str) else service
-        self._core = _Core(law, Stalls(stall_s, stall_every_s), seed, max_records)
+        self._core = _Core(law, Stalls(stall_s, stall_every_s), seed, max_records, workers)
         self._loop = precise_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="groundtruth")
@@ -289,12 +303,15 @@ class GroundTruthProcess:
     """The server in a child process (``python -m modelcaliper.testing.groundtruth``)."""
 
     def __init__(self, service: str = "constant:0", *, stall_s: float = 0.0,
-                 stall_every_s: float = 0.0, seed: int = 0, start_timeout_s: float = 20.0) -> None:
+                 stall_every_s: float = 0.0, seed: int = 0, start_timeout_s: float = 20.0,
+                 workers: int = 0) -> None:
         ServiceTime.parse(service)
         Stalls(stall_s, stall_every_s)
+        if workers < 0:
+            raise UsageError(f"workers must be ≥ 0 (0 = unbounded), got {workers}")
         self.argv = [sys.executable, "-m", "modelcaliper.testing.groundtruth", "--service",
                      service, "--stall", f"{stall_s}", "--stall-every", f"{stall_every_s}",
-                     "--seed", str(seed), "--port", "0"]
+                     "--seed", str(seed), "--port", "0", "--workers", str(workers)]
         self.start_timeout_s = start_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -354,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall", default="0", help="length of each freeze, e.g. 300ms")
     parser.add_argument("--stall-every", default="0", help="freeze period, e.g. 3s")
     parser.add_argument("--seed", type=int, default=0, help="service-time RNG seed")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="requests served at once, FIFO beyond (0 = unbounded)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any)")
     parser.add_argument("--ready-file", type=Path, help="write {port, pid} here once listening")
     args = parser.parse_args(argv)
@@ -361,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         core = _Core(ServiceTime.parse(args.service),
                      Stalls(parse_duration(args.stall, "--stall"),
                             parse_duration(args.stall_every, "--stall-every")),
-                     args.seed, DEFAULT_MAX_RECORDS)
+                     args.seed, DEFAULT_MAX_RECORDS, args.workers)
     except UsageError as exc:
         print(f"error: UsageError: {exc}", file=sys.stderr)
         return 2
