@@ -8,6 +8,10 @@ server writes once both ports are bound and the model is warm, then asks the ser
 model's metadata over the chosen protocol and returns the ``Endpoint``: the HTTP URL for the
 REST protocols, ``127.0.0.1:port`` for gRPC, ``/metrics`` for the scraper.
 
+``host`` (default 127.0.0.1) and ``wrapper`` (a command the server runs under) let a sweep
+run it inside a rate-limited network namespace, bound to that namespace's own address
+(``sweep.link``).
+
 Start-up failures raise ``TargetStartError`` (exit 2) before any load. A path that does not
 hold a model is caught here without starting anything (the server's own ``DataError``); a
 model that cannot be loaded makes the server exit 2 with one line, ``error: DataError:
