@@ -88,6 +88,9 @@ def _one_line(text: str | None) -> str:
 class GrpcTransport:
     """Sends prepared unary calls to one gRPC target over ``channels`` round-robin channels."""
 
+    enforces_timeout = True
+    """Every send ends by ``timeout_s`` on its own; the driver needs no guard of its own."""
+
     def __init__(
         self,
         target: str,

@@ -108,6 +108,9 @@ def _os_reason(exc: BaseException) -> str:
 class HttpTransport:
     """Sends prepared requests over a pool of keep-alive HTTP/1.1 connections to one target."""
 
+    enforces_timeout = True
+    """Every send ends by ``timeout_s`` on its own; the driver needs no guard of its own."""
+
     def __init__(self, base_url: str, *, connections: int = 16,
                  connect_timeout_s: float = 5.0) -> None:
         if isinstance(connections, bool) or int(connections) != connections or connections < 1:

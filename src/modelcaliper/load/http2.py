@@ -43,6 +43,9 @@ _DROPPED_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "t
 class Http2Transport:
     """Sends prepared requests as streams over a few HTTP/2 cleartext connections."""
 
+    enforces_timeout = True
+    """Every send ends by ``timeout_s`` on its own; the driver needs no guard of its own."""
+
     def __init__(self, base_url: str, *, connections: int = 1,
                  connect_timeout_s: float = 5.0) -> None:
         if isinstance(connections, bool) or int(connections) != connections or connections < 1:

@@ -77,6 +77,11 @@ class TransportRecipe:
 
         return HttpTransport(http_base(self.url), connections=self.connections)
 
+    @property
+    def fast_loop(self) -> bool:
+        """Whether this transport may run on uvloop (grpc.aio needs asyncio's own loop)."""
+        return not self.protocol.endswith("-grpc")
+
 
 @dataclass
 class RunResult:
@@ -157,14 +162,32 @@ async def run_load_async(spec: LoadSpec, plan: Plan, pool: RequestPool,
     return RunResult.merge([result])
 
 
+def _run_on_fast_loop(coro: Any, factory: Any) -> Any:
+    """Run ``coro`` on a uvloop event loop when uvloop is installed and the transport made by
+    ``factory`` allows it (``fast_loop``), else on asyncio's own.
+
+    uvloop's I/O path costs the generator noticeably less CPU per request; timing never
+    depends on it (the driver reads ``time.perf_counter_ns`` and spins the last stretch).
+    The loop is made for this run only: the process's event-loop policy is left alone.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    if not getattr(factory, "fast_loop", False):
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 def run_load(spec: LoadSpec, plan: Plan, pool: RequestPool, factory: TransportFactory, *,
              records_dir: str | Path | None = None, spin_s: float = DEFAULT_SPIN_S,
              handle_sigint: bool = True, progress: ProgressHook | None = None,
              progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S) -> RunResult:
     """Run the plan with ``spec.workers`` processes (in this process when there is one)."""
     if spec.workers == 1:
-        return asyncio.run(_single(spec, plan, pool, factory, records_dir, spin_s, handle_sigint,
-                                   progress, progress_interval_s))
+        return _run_on_fast_loop(_single(spec, plan, pool, factory, records_dir, spin_s,
+                                         handle_sigint, progress, progress_interval_s), factory)
     return _run_workers(spec, plan, pool, factory, records_dir, spin_s, progress,
                         progress_interval_s)
 
@@ -191,8 +214,9 @@ def _worker_main(conn: Any, worker: int, spec: LoadSpec, offsets_s: np.ndarray,
                  progress_interval_s: float | None = None) -> None:
     """Entry point of one worker process: start, wait for the start instant, run, report."""
     try:
-        result = asyncio.run(_worker_async(conn, worker, spec, offsets_s, unit_ids, pool,
-                                           factory, records_dir, spin_s, progress_interval_s))
+        result = _run_on_fast_loop(_worker_async(conn, worker, spec, offsets_s, unit_ids, pool,
+                                                 factory, records_dir, spin_s,
+                                                 progress_interval_s), factory)
         conn.send(("result", result))
     except CaliperError as exc:
         with contextlib.suppress(Exception):
