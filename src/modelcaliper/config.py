@@ -233,6 +233,10 @@ class RunSpec:
     selection: Any  # workload.loader.DataOptions
     profile: bool
     profiler_address: str | None
+    check_outputs: bool
+    expect_model: bool
+    rtol: float
+    atol: float
     profile_groups: tuple[str, ...]
     load: Any  # load.spec.LoadSpec
     assertions: tuple[Any, ...]
@@ -314,6 +318,16 @@ def _positive_float(text: Any, flag: str) -> float:
     return value
 
 
+def _tolerance(value: Any, flag: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} must be a number ≥ 0, got {value!r}") from None
+    if not number >= 0:
+        raise UsageError(f"{flag} must be a number ≥ 0, got {value!r}")
+    return number
+
+
 def _data_options(a: argparse.Namespace, load: Any) -> Any:
     """The data selection of a run; with fan-out, a ``--group-by`` column makes real queries."""
     from modelcaliper.workload.loader import DataOptions
@@ -351,6 +365,16 @@ def build_spec(args: argparse.Namespace, table: Mapping[str, argparse.Action]) -
         a.rps = f"{DEFAULT_RPS:g}"
     protocol = a.protocol = a.protocol or DEFAULT_PROTOCOL
     load = spec_from_args(a)
+    if a.check_outputs or a.expect_model:
+        import dataclasses
+
+        if load.workers != 1:
+            raise UsageError("--check-outputs and --expect-model run in one generator process; "
+                             "drop --workers")
+        load = dataclasses.replace(load, keep_bodies=True)  # answers are decoded and checked
+    if a.expect_model and a.model_path is None:
+        raise UsageError("--expect-model compares answers with the model run in-process; "
+                         "give the model path (caliper run MODEL ...)")
     if a.duration is None:  # shown resolved by --print-config and kept in spec.json
         a.duration = f"{load.duration_s:g}s"
     encoding = resolve_encoding(protocol, a.encoding)
@@ -408,6 +432,8 @@ def build_spec(args: argparse.Namespace, table: Mapping[str, argparse.Action]) -
         compression=compression, level=a.level, pool_mb=pool_mb, signature_path=a.signature,
         data=a.data, group_by=a.group_by, rows=rows, selection=_data_options(a, load),
         profile=bool(a.profile or a.profiler_address), profiler_address=a.profiler_address,
+        check_outputs=bool(a.check_outputs or a.expect_model), expect_model=bool(a.expect_model),
+        rtol=_tolerance(a.rtol, "--rtol"), atol=_tolerance(a.atol, "--atol"),
         profile_groups=tuple(a.profile_group or ()),
         load=load, assertions=assertions,
         store=not a.no_store, runs_dir=runs_dir,

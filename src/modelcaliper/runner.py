@@ -201,6 +201,8 @@ class _Run:
         self.spec, self.clock, self.say = spec, clock, say
         self.folder, self.store = folder, store
         self._profile: dict[str, Any] | None = None
+        self._check: Any = None
+        self._checker: Any = None
         self._profile_window = (0.0, 0.0)
 
     def _discard(self) -> None:
@@ -256,14 +258,38 @@ class _Run:
         # With fan-out the rows already come as queries of K candidates; without it, a group
         # column keeps groups out of each other's requests.
         group_by = None if spec.load.candidates else rows.group_by if spec.group_by else None
-        units = unit_requests(rows.columns, signature, batch_size=spec.load.batch_size,
-                              candidates=spec.load.candidates, model_name=endpoint.model,
-                              group_by=group_by)
+        units = list(unit_requests(rows.columns, signature, batch_size=spec.load.batch_size,
+                                   candidates=spec.load.candidates, model_name=endpoint.model,
+                                   group_by=group_by))
         pool = build_pool(units, spec.encoding, spec.compression, spec.level, spec.pool_mb)
+        if spec.check_outputs:
+            self._check = self._answer_check(
+                [r for unit in units for r in unit][:pool.request_count], signature)
         self.say(f"pool: {len(pool.units)} units, {pool.request_count} requests of "
                  f"{pool.mean_request_bytes:.0f} B mean ({spec.encoding}, {spec.compression}),"
                  f" built in {pool.build_s * 1e3:.0f} ms")
         return pool, spec.load.plan()
+
+    def _answer_check(self, requests: list[Any], signature: Any) -> Any:
+        """The driver's answer check of ``--check-outputs`` / ``--expect-model``."""
+        from modelcaliper.load.answers import AnswerCheck
+        from modelcaliper.workload.expected import OutputChecker
+
+        spec = self.spec
+        options = {"outputs": signature.outputs, "rtol": spec.rtol, "atol": spec.atol}
+        if spec.expect_model:
+            from modelcaliper.server.runtimes import open_runtime
+
+            assert spec.model_path is not None  # build_spec refuses --expect-model without it
+            runtime = open_runtime(spec.model_path, version=spec.model_version)
+            started = time.perf_counter()
+            checker = OutputChecker.from_model(requests, runtime.predict, **options)
+            self.say(f"expected outputs: {len(requests)} requests predicted in-process in "
+                     f"{(time.perf_counter() - started) * 1e3:.0f} ms")
+        else:
+            checker = OutputChecker(requests, **options)
+        self._checker = checker
+        return AnswerCheck(spec.encoding, checker)
 
     def _load(self, target: Any, endpoint: Any, pool: Any, plan: Any,
               progress: ProgressSink | None,
@@ -287,7 +313,7 @@ class _Run:
         try:
             result = run_load(load, plan, pool, TransportRecipe(endpoint.protocol, endpoint.url,
                                                                 load.connections, load.http2),
-                              records_dir=records_dir, progress=monitor)
+                              records_dir=records_dir, progress=monitor, check=self._check)
         finally:
             if capture is not None:
                 capture.cancel()  # ends the window early if the load ended early
@@ -374,6 +400,8 @@ class _Run:
                                 run_id=self.folder.run_id if self.folder is not None else None)
         if self._profile is not None:
             summary["profile"] = self._profile
+        if self._checker is not None:
+            summary["model_checks"] = self._checker.summary()
         requests = summary["requests"]
         if stopped_early:  # the progress sink ended the load, not Ctrl-C
             summary["interrupted"] = False

@@ -115,6 +115,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         if action.dest == "json":
             action.help = "write the summary as JSON to FILE ('-': print it instead of the " \
                           "terminal summary)"
+    answers = parser.add_argument_group("model errors (answers that are wrong, not failed)")
+    answers.add_argument("--check-outputs", action="store_true",
+                         help="decode every answer; NaN/inf values and missing or misshapen "
+                              "outputs count as model errors")
+    answers.add_argument("--expect-model", action="store_true",
+                         help="also compare every answer with the model run in-process on the "
+                              "same rows (implies --check-outputs)")
+    answers.add_argument("--rtol", default="1e-5", metavar="R",
+                         help="relative tolerance of --expect-model (default 1e-5)")
+    answers.add_argument("--atol", default="1e-6", metavar="A",
+                         help="absolute tolerance of --expect-model (default 1e-6)")
     profiling = parser.add_argument_group("op profile (see docs/profiling.md)")
     profiling.add_argument("--profile", action="store_true",
                            help="capture the model's op profile during the steady phase "

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from modelcaliper.errors import CaliperError, TargetError
+from modelcaliper.errors import CaliperError, TargetError, UsageError
 from modelcaliper.load.driver import DEFAULT_SPIN_S, Driver, DriveResult
 from modelcaliper.load.live import LiveTap, ProgressHook
 from modelcaliper.load.pool import RequestPool
@@ -183,23 +183,37 @@ def _run_on_fast_loop(coro: Any, factory: Any) -> Any:
 def run_load(spec: LoadSpec, plan: Plan, pool: RequestPool, factory: TransportFactory, *,
              records_dir: str | Path | None = None, spin_s: float = DEFAULT_SPIN_S,
              handle_sigint: bool = True, progress: ProgressHook | None = None,
-             progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S) -> RunResult:
-    """Run the plan with ``spec.workers`` processes (in this process when there is one)."""
+             progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S,
+             check: Any = None) -> RunResult:
+    """Run the plan with ``spec.workers`` processes (in this process when there is one).
+
+    ``check`` (the driver's answer check, see ``driver.Check``) needs one process.
+    """
+    if check is not None and spec.workers != 1:
+        raise UsageError("checking model outputs runs in one generator process; "
+                         "drop --workers or the output checks")
     if spec.workers == 1:
         return _run_on_fast_loop(_single(spec, plan, pool, factory, records_dir, spin_s,
-                                         handle_sigint, progress, progress_interval_s), factory)
+                                         handle_sigint, progress, progress_interval_s, check),
+                                 factory)
     return _run_workers(spec, plan, pool, factory, records_dir, spin_s, progress,
                         progress_interval_s)
 
 
 async def _single(spec: LoadSpec, plan: Plan, pool: RequestPool, factory: TransportFactory,
                   records_dir: str | Path | None, spin_s: float, handle_sigint: bool,
-                  progress: ProgressHook | None, progress_interval_s: float) -> RunResult:
+                  progress: ProgressHook | None, progress_interval_s: float,
+                  check: Any = None) -> RunResult:
     transport = factory()
     await transport.start()
+
+    def attach(driver: Driver) -> None:
+        driver.check = check
+
     try:
         return await run_load_async(spec, plan, pool, transport, records_dir=records_dir,
                                     spin_s=spin_s, handle_sigint=handle_sigint,
+                                    driver_hook=attach if check is not None else None,
                                     progress=progress, progress_interval_s=progress_interval_s)
     finally:
         await transport.close()
