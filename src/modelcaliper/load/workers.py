@@ -228,8 +228,7 @@ def _worker_main(conn: Any, worker: int, spec: LoadSpec, offsets_s: np.ndarray,
                  progress_interval_s: float | None = None) -> None:
     """Entry point of one worker process: start, wait for the start instant, run, report."""
     try:
-        # Worker processes keep asyncio's own loop: their results travel back over a
-        # multiprocessing pipe, which is not safe to drive from uvloop here.
+        # Worker processes run on asyncio's own loop; only a single-process run uses uvloop.
         result = asyncio.run(_worker_async(conn, worker, spec, offsets_s, unit_ids, pool,
                                            factory, records_dir, spin_s, progress_interval_s))
         conn.send(("result", result))
