@@ -21,8 +21,8 @@ def test_profile_onnx_with_data_json_to_stdout(dominant_onnx: Path, tmp_path: Pa
     features = dominant_matmul_inputs(50)["features"]
     pq.write_table(pa.table({"features": list(features)}), data)
     out = tmp_path / "out"
-    # More warm-up than QUICK: the first calls at a new batch size grow ONNX Runtime's memory
-    # arena, and that one-off cost lands on whichever node allocates first.
+    # More warm-up and predictions than QUICK, so that one-off costs of the first calls at a
+    # new batch size cannot outweigh the node that does the arithmetic.
     code = main(["profile", str(dominant_onnx), "--data", str(data), "--batch-size", "2,8",
                  "--out", str(out), "--json", "-", "--graph", "original", "--predictions", "20",
                  "--warmup", "10", "--sample", "40"])
