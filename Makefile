@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo protos lint typecheck bench bench-tools clean docs
+.PHONY: venv test chromium demo protos lint typecheck bench bench-tools clean docs
 
 venv: $(STAMP)
 
@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml constraints/test.txt
 	$(PY) -m pip install -q --no-deps tensorflow-serving-api==2.21.0
 	touch $(STAMP)
 
-test: $(STAMP)
+# `make test` is the whole check, as CI runs it: Debian's Chromium for the browser tests
+# (installed once, when missing; Playwright drives /usr/bin/chromium and never downloads one),
+# then ruff and mypy, then the suite.
+test: $(STAMP) chromium lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 demo: $(STAMP)
 	$(VENV)/bin/caliper demo --out runs/demo $(DEMO_ARGS)
