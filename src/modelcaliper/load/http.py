@@ -53,6 +53,19 @@ def install_fast_loop() -> str:
     return "uvloop"
 
 
+def target_setup(base_url: str, connections: int,
+                 connect_timeout_s: float) -> tuple[str, int, str, str, str]:
+    """Validate a transport's pool settings; ``(host, port, host header, path prefix,
+    address)`` of ``base_url``, the address being ``host:port`` as error messages name it."""
+    if isinstance(connections, bool) or int(connections) != connections or connections < 1:
+        raise UsageError(f"--connections must be a whole number ≥ 1, got {connections!r}")
+    if not connect_timeout_s > 0:
+        raise UsageError(f"connect timeout must be > 0 s, got {connect_timeout_s!r}")
+    host, port, host_header, prefix = _split_base_url(base_url)
+    shown = f"[{host}]" if ":" in host else host
+    return host, port, host_header, prefix, f"{shown}:{port}"
+
+
 def _split_base_url(base_url: str) -> tuple[str, int, str, str]:
     """``(host, port, host header, path prefix)`` of an ``http://`` URL, or a UsageError."""
     parts = urllib.parse.urlsplit(base_url.strip())
@@ -113,14 +126,9 @@ class HttpTransport:
 
     def __init__(self, base_url: str, *, connections: int = 16,
                  connect_timeout_s: float = 5.0) -> None:
-        if isinstance(connections, bool) or int(connections) != connections or connections < 1:
-            raise UsageError(f"--connections must be a whole number ≥ 1, got {connections!r}")
-        if not connect_timeout_s > 0:
-            raise UsageError(f"connect timeout must be > 0 s, got {connect_timeout_s!r}")
         self.base_url = base_url
-        self._host, self._port, self._host_header, self._path_prefix = _split_base_url(base_url)
-        shown = f"[{self._host}]" if ":" in self._host else self._host
-        self.address = f"{shown}:{self._port}"
+        (self._host, self._port, self._host_header, self._path_prefix,
+         self.address) = target_setup(base_url, connections, connect_timeout_s)
         """``host:port`` of the target, as error messages name it."""
         self.connections = int(connections)
         self.connect_timeout_s = float(connect_timeout_s)

@@ -26,8 +26,8 @@ import time
 
 import h2.exceptions
 
-from modelcaliper.errors import TargetError, UsageError
-from modelcaliper.load.http import _error_message, _header_text, _os_reason, _split_base_url
+from modelcaliper.errors import TargetError
+from modelcaliper.load.http import _error_message, _header_text, _os_reason, target_setup
 from modelcaliper.load.http2_conn import H2Connection, H2Stream
 from modelcaliper.load.transport import Outcome, PreparedRequest, Status
 from modelcaliper.server.timing import parse_server_timing
@@ -48,14 +48,9 @@ class Http2Transport:
 
     def __init__(self, base_url: str, *, connections: int = 1,
                  connect_timeout_s: float = 5.0) -> None:
-        if isinstance(connections, bool) or int(connections) != connections or connections < 1:
-            raise UsageError(f"--connections must be a whole number ≥ 1, got {connections!r}")
-        if not connect_timeout_s > 0:
-            raise UsageError(f"connect timeout must be > 0 s, got {connect_timeout_s!r}")
         self.base_url = base_url
-        self._host, self._port, self._authority, self._path_prefix = _split_base_url(base_url)
-        shown = f"[{self._host}]" if ":" in self._host else self._host
-        self.address = f"{shown}:{self._port}"
+        (self._host, self._port, self._authority, self._path_prefix,
+         self.address) = target_setup(base_url, connections, connect_timeout_s)
         """``host:port`` of the target, as error messages name it."""
         self.connections = int(connections)
         self.connect_timeout_s = float(connect_timeout_s)
