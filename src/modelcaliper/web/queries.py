@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 
 from modelcaliper.errors import UsageError
 
-__all__ = ["MAX_COMPARED", "MAX_PAGE", "PER_PAGE", "RUN_COLUMNS", "NotFound", "api_listing",
-           "compare_data", "listing", "page_number", "run_data", "stored_run"]
+__all__ = ["MAX_COMPARED", "MAX_OFFSET", "MAX_PAGE", "PER_PAGE", "RUN_COLUMNS", "NotFound",
+           "api_listing", "compare_data", "listing", "page_number", "run_data", "stored_run"]
 
 PER_PAGE = 50
 """Runs per page by default."""
@@ -23,6 +23,9 @@ MAX_PAGE = 500
 
 MAX_COMPARED = 8
 """Most runs one comparison takes."""
+
+MAX_OFFSET = 10**12
+"""Largest ``offset`` a listing accepts."""
 
 RUN_COLUMNS = (("model", "model"), ("model_version", "version"), ("created_at", "time"),
                ("rate_per_s", "rate"), ("batch_size", "batch"), ("p50_ms", "p50"),
@@ -72,7 +75,7 @@ def _filters(params: Mapping[str, Any], tags: Sequence[str]) -> dict[str, Any]:
 def api_listing(store: Any, params: Mapping[str, Any], tags: Sequence[str]) -> dict[str, Any]:
     """``/api/runs``: a page of index rows with the total matching the filters."""
     limit = _whole(params.get("limit"), "limit", PER_PAGE, 1, MAX_PAGE)
-    offset = _whole(params.get("offset"), "offset", 0, 0, 10**12)
+    offset = _whole(params.get("offset"), "offset", 0, 0, MAX_OFFSET)
     filters = _filters(params, tags)
     order = _sort(params.get("sort"))
     runs = store.list_runs(**filters, order_by=order, limit=limit, offset=offset)
