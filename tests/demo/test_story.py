@@ -210,6 +210,32 @@ def test_quick_demo_stores_both_runs(quick_demo: tuple[Path, Path, Any]) -> None
 
 
 @pytest.mark.slow
+def test_quick_demo_profiles_both_versions_and_writes_the_html_report(
+        quick_demo: tuple[Path, Path, Any]) -> None:
+    out, _, done = quick_demo
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "latest.json").read_text())
+    shares = {}
+    for version in ("v1", "v2"):
+        run_dir = Path(report["runs"][version]["dir"])
+        profile = json.loads((run_dir / "profile" / "profile.json").read_text())
+        assert profile["status"] == "ok" and profile["runtime"] == "tensorflow"
+        groups = {g["group"]: g["share"] for g in profile["summary"]["groups"]}
+        shares[version] = groups.get("transform", 0.0)
+        assert (run_dir / "profile" / "trace.json").stat().st_size > 0
+    # v1's row-by-row transform is what the op profile must point at; v2 vectorized it
+    assert shares["v1"] > 0.5 and shares["v1"] > shares["v2"]
+    assert "op profile" in done.stdout and "transform ops (profile)" in done.stdout
+    html = Path(report["report_html"])
+    assert html == out / "report.html" and str(html) in done.stdout
+    page = html.read_text()
+    for version in ("v1", "v2"):
+        assert report["runs"][version]["run_id"] in page
+    assert "Op profile" in page and "group-transform" in page
+    assert "<script src=" not in page  # self-contained: scripts are inlined
+
+
+@pytest.mark.slow
 def test_ctrl_c_stores_the_partial_run_and_stops_the_server(
         quick_demo: tuple[Path, Path, Any], tmp_path: Path) -> None:
     from modelcaliper.store import Store, load_status

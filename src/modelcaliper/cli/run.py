@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from modelcaliper.cli.dataflags import add_data_arguments
@@ -20,7 +21,8 @@ from modelcaliper.config import PROTOCOLS, resolve_encoding
 from modelcaliper.targets import Endpoint, ExistingServer, Target
 
 __all__ = ["Endpoint", "ExistingServer", "PROTOCOLS", "Target", "add_run_arguments",
-           "build_run_parser", "register", "render_run", "resolve_encoding", "run"]
+           "build_run_parser", "profile_lines", "register", "render_run", "resolve_encoding",
+           "run"]
 
 NAME = "run"
 DEFAULT_WARMUP = "2s"
@@ -278,7 +280,7 @@ def _server_lines(summary: dict[str, Any]) -> list[str]:
     return lines + (rows or ["  (no server histogram moved during the run)"])
 
 
-def _profile_lines(summary: dict[str, Any]) -> list[str]:
+def profile_lines(summary: Mapping[str, Any]) -> list[str]:
     """The op profile captured under load: top groups and ops, or why it is missing."""
     profile = summary.get("profile")
     if not profile:
@@ -308,7 +310,7 @@ def render_run(summary: dict[str, Any]) -> str:
         for verdict in verdicts:
             mark = "pass" if verdict["passed"] else "FAIL"
             lines.append(f"  {mark}  {verdict['expression']:<{width}}  {verdict['message']}")
-    lines += _profile_lines(summary)
+    lines += profile_lines(summary)
     phases = summary.get("phases_wall_s") or {}
     if phases:
         lines.append("phases s    " + "  ".join(f"{k} {v:.2f}" for k, v in phases.items()))

@@ -178,7 +178,26 @@ def _run_version(version: int, artifacts: Artifacts, settings: DemoSettings, run
         deadline=f"{settings.deadline_s * 1e3:g}ms", connections=4,
         seed=settings.seed, data_seed=settings.seed,
         tags=["demo", f"v{version}"], runs_dir=str(runs_dir), db=str(db_path),
-        progress=progress)
+        profile=True, progress=progress)
+
+
+def _write_html_report(out: Path, run_dirs: Mapping[int, Path], db: Path) -> Path | None:
+    """``<out>/report.html``: every demo run (charts, phases, op profile) and, with both
+    versions, v2 compared against v1 — what ``caliper report V1 V2 --html`` writes."""
+    from modelcaliper.report.compare import compare_view
+    from modelcaliper.report.data import run_view
+    from modelcaliper.report.html import render_report
+    from modelcaliper.report.sources import resolve_runs
+    from modelcaliper.store._files import atomic_write
+
+    if not run_dirs:
+        return None
+    runs = resolve_runs([str(run_dirs[v]) for v in sorted(run_dirs)], db)
+    views = [run_view(folder, stored) for folder, stored in runs]
+    page = render_report(views, compare_view(runs) if len(runs) > 1 else None)
+    path = out / "report.html"
+    atomic_write(path, page.encode("utf-8"))
+    return path
 
 
 def _settings_dict(settings: DemoSettings) -> dict[str, Any]:
@@ -210,6 +229,15 @@ def _transform_share(summary: Mapping[str, Any]) -> float | None:
     return transform / compute if transform is not None and compute else None
 
 
+def _profiled_share(summary: Mapping[str, Any], group: str) -> float | None:
+    """The share of op time the under-load op profile puts in ``group``."""
+    profile = summary.get("profile") or {}
+    if profile.get("status") != "ok":
+        return None
+    return next((float(g["share"]) for g in profile.get("groups") or ()
+                 if g.get("group") == group), 0.0)
+
+
 METRICS: tuple[tuple[str, str, Callable[[Mapping[str, Any]], float | None]], ...] = (
     ("query p50", "ms", lambda s: _get(s, "queries", "latency_ms", "p50")),
     ("query p99", "ms", lambda s: _get(s, "queries", "latency_ms", "p99")),
@@ -220,6 +248,8 @@ METRICS: tuple[tuple[str, str, Callable[[Mapping[str, Any]], float | None]], ...
     ("transform mean", "ms", lambda s: _get(s, "phases_ms", "transform", "mean")),
     ("model mean", "ms", lambda s: _get(s, "phases_ms", "model", "mean")),
     ("transform share", "%", lambda s: None if (r := _transform_share(s)) is None else 100 * r),
+    ("transform ops (profile)", "%",
+     lambda s: None if (r := _profiled_share(s, "transform")) is None else 100 * r),
     ("ok requests/s", "/s", lambda s: _get(s, "throughput", "ok_rps")),
 )
 """The lines of "what changed": label, unit, how to read it from a summary."""
@@ -265,6 +295,7 @@ def run_demo(out_dir: str | Path = "runs/demo", settings: DemoSettings | None = 
              rebuild: bool = False, progress: bool = True,
              say: Callable[[str], None] = _say) -> dict[str, Any]:
     """Build (or reuse) the artifacts, run and store both versions, print what changed."""
+    from modelcaliper.cli.run import profile_lines
     from modelcaliper.load.summary import render_summary
 
     settings = settings or DemoSettings()
@@ -284,6 +315,7 @@ def run_demo(out_dir: str | Path = "runs/demo", settings: DemoSettings | None = 
         run_dirs[version] = Path(summaries[version]["folder"])
         sys.stdout.write(f"\n== {VERSION_LABELS[version]}\n")
         sys.stdout.write(render_summary(summaries[version]))
+        sys.stdout.write("".join(f"{line}\n" for line in profile_lines(summaries[version])))
         sys.stdout.flush()
         if summaries[version]["interrupted"]:
             break
@@ -304,13 +336,17 @@ def run_demo(out_dir: str | Path = "runs/demo", settings: DemoSettings | None = 
                    or (s["requests"]["scheduled"] and not s["requests"]["ok"])],
         "elapsed_s": time.perf_counter() - started_s,
     }
+    html_path = _write_html_report(out, run_dirs, db)
+    report["report_html"] = str(html_path) if html_path is not None else None
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     report_path = out / f"{stamp}-demo.json"
     for path in (report_path, out / "latest.json"):
         path.write_text(json.dumps(report, indent=2))
     sys.stdout.write(
         "\nwhere to look\n"
-        f"  {report_path}   the comparison above, as JSON\n"
+        + (f"  {html_path}   the report: both runs and their comparison, one file for "
+           f"any browser\n" if html_path is not None else "")
+        + f"  {report_path}   the comparison above, as JSON\n"
         + "".join(f"  {d}/   {VERSION_LABELS[v]}: summary.json, requests.parquet, "
                   f"queries.parquet, histograms/, logs/server.log\n"
                   for v, d in run_dirs.items())
