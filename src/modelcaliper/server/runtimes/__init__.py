@@ -33,12 +33,14 @@ __all__ = [
     "GRAPH_OPTIMIZATIONS",
     "KINDS",
     "Runtime",
+    "artifact_in",
     "TimedRuntime",
     "open_runtime",
     "predict_timed",
     "read_signature",
     "resolve_artifact",
     "validate_inputs",
+    "versions_in",
 ]
 
 KINDS: tuple[str, ...] = ("onnx", "tensorflow")
@@ -63,13 +65,10 @@ def resolve_artifact(path: str | Path, version: str | int | None = None) -> tupl
         if root.name in _SAVED_MODEL_FILES:  # the file inside a SavedModel, given by mistake
             return "tensorflow", root.parent, wanted or "1"
         raise DataError(f"{root} is not a model file this tool can serve; pass {_ACCEPTED}")
-    found = _artifact_in(root)
+    found = artifact_in(root)
     if found is not None:
         return found[0], found[1], wanted or "1"
-    versions = {}
-    for child in root.iterdir():
-        if child.is_dir() and child.name.isdigit() and (held := _artifact_in(child)):
-            versions[int(child.name)] = held
+    versions = versions_in(root)
     if not versions:
         raise DataError(f"{root} holds no model (no saved_model.pb, model.onnx or numbered "
                         f"version directories holding one); pass {_ACCEPTED}")
@@ -85,7 +84,18 @@ def resolve_artifact(path: str | Path, version: str | int | None = None) -> tupl
     return kind, artifact, str(number)
 
 
-def _artifact_in(directory: Path) -> tuple[str, Path] | None:
+def versions_in(base: Path) -> dict[int, tuple[str, Path]]:
+    """The numbered version directories of a model base path holding a model: number → (kind,
+    artifact path); empty when ``base`` is no base path."""
+    versions = {}
+    for child in base.iterdir():
+        if child.is_dir() and child.name.isdigit() and (held := artifact_in(child)):
+            versions[int(child.name)] = held
+    return versions
+
+
+def artifact_in(directory: Path) -> tuple[str, Path] | None:
+    """The model a directory holds itself (a SavedModel, or ``model.onnx``): (kind, path)."""
     if any((directory / name).is_file() for name in _SAVED_MODEL_FILES):
         return "tensorflow", directory
     if (directory / "model.onnx").is_file():
