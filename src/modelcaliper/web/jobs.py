@@ -51,7 +51,7 @@ def _when(seconds: float | None) -> str | None:
         .replace("+00:00", "Z")
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: compared (and found in the queue) by identity
 class Job:
     """One submitted run: its spec, state, events and, once stored, its run id."""
 
