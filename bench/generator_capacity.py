@@ -95,11 +95,15 @@ def ours_open_loop(url: str, rate_per_s: float, duration_s: float, workers: int)
     sent = sent_col.to_numpy(zero_copy_only=False)[measured]
     ok = (table["status"].to_numpy(zero_copy_only=False) == "ok")[measured]
     lag_us = (sent[sent >= 0] - intended[sent >= 0]) / 1e3
+    dispatched = table["dispatched_ns"].cast("int64").to_numpy(zero_copy_only=False)[measured]
+    schedule_lag_us = (dispatched - intended) / 1e3  # the engine's own schedule_lag phase
     span_s = (sent.max() - intended.min()) / 1e9 + 1 / rate_per_s
     return {"offered": int(measured.sum()), "ok": int(ok.sum()),
             "achieved_per_s": float(ok.sum() / span_s),
             "lag_p50_us": float(np.percentile(lag_us, 50)),
-            "lag_p99_us": float(np.percentile(lag_us, 99)), "lag_max_us": float(lag_us.max())}
+            "lag_p99_us": float(np.percentile(lag_us, 99)), "lag_max_us": float(lag_us.max()),
+            "schedule_lag_p99_us": float(np.percentile(schedule_lag_us, 99)),
+            "schedule_lag_max_us": float(schedule_lag_us.max())}
 
 
 async def ours_flat_out(url: str, duration_s: float) -> dict:
@@ -233,6 +237,33 @@ def run_all(args: argparse.Namespace, available: dict[str, bool]) -> dict[str, d
     return results
 
 
+def lag_at(args: argparse.Namespace) -> None:
+    """Ours at fixed rates, ``--repeats`` trials each: lag p99 and max, no search."""
+    rates = [float(r) for r in args.lag_at.split(",")]
+    with tempfile.TemporaryDirectory(prefix="caliper-gencap-") as tmp:
+        work = Path(tmp)
+        write_files(work)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        nginx = start_nginx(work, port)
+        try:
+            print(f"{'rate/s':>8s} {'achieved':>9s} {'lag p99 µs':>11s} {'lag max µs':>11s} "
+                  f"{'sched p99':>10s} {'sched max':>10s}  (lag: sent − intended; sched: "
+                  "dispatched − intended)")
+            for _ in range(args.repeats):
+                for rate in rates:
+                    res = ours_child(url, rate, args.trial_s)
+                    print(f"{rate:8.0f} {res['achieved_per_s']:9.0f} {res['lag_p99_us']:11.0f} "
+                          f"{res['lag_max_us']:11.0f} {res['schedule_lag_p99_us']:10.0f} "
+                          f"{res['schedule_lag_max_us']:10.0f}", flush=True)
+        finally:
+            nginx.send_signal(signal.SIGQUIT)
+            try:
+                nginx.wait(10)
+            except subprocess.TimeoutExpired:
+                nginx.kill()
+
+
 def print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
     """The sustained rate and CPU cost per generator, and the ratios against ours."""
     print(f"\ngenerator capacity on one core, {args.trial_s:g} s trials, nginx return 200 "
@@ -273,6 +304,11 @@ def main() -> int:
                         help="also search ours with this many driver workers (2; 1 = skip)")
     parser.add_argument("--quick", action="store_true",
                         help="2 s trials; ours and wrk only")
+    parser.add_argument("--lag-at", metavar="RATES",
+                        help="only run ours at these comma-separated rates and print the lag "
+                             "(p99 and max) of each trial; no search, no peers")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="trials per rate with --lag-at (3)")
     parser.add_argument("--ours-trial", nargs=4, metavar=("URL", "RATE", "DURATION_S", "N"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -291,6 +327,9 @@ def main() -> int:
         args.trial_s, args.workers = 2.0, 1
     if not NGINX.exists() or shutil.which("taskset") is None:
         print("generator_capacity: skipped, nginx or taskset missing (make bench-tools)")
+        return 0
+    if args.lag_at:
+        lag_at(args)
         return 0
     available = {"wrk": shutil.which("wrk") is not None,
                  "hey": shutil.which("hey") is not None and not args.quick,

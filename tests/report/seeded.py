@@ -142,16 +142,22 @@ def write_seeded_run(root: Path, spec: Seeded) -> RunFolder:
     second = done // 1_000_000_000
     order = np.argsort(second, kind="stable")
     edges = np.searchsorted(second[order], np.arange(int(second.max()) + 2))
+    due_second = intended_ns // 1_000_000_000  # the schedule lag goes by intended time
     rows = []
     for start in range(int(second.max()) + 1):
         picked = order[edges[start]:edges[start + 1]]
         h = _hist(latency_us[picked])
+        due = lag[due_second == start]
+        lag_max = float(due.max()) / 1e3 if len(due) else None
         rows.append({"start_s": float(start), "count": len(picked),
                      "ok": int(ok[picked].sum()),
                      "errors": int((status[picked] == "error").sum()),
                      "timeouts": int((status[picked] == "timeout").sum()),
                      "p50_ms": _ms(h, 50), "p90_ms": _ms(h, 90), "p99_ms": _ms(h, 99),
-                     "p999_ms": _ms(h, 99.9)})
+                     "p999_ms": _ms(h, 99.9),
+                     "lag_p99_ms": None if lag_max is None else min(_ms(_hist(due), 99),
+                                                                     lag_max),
+                     "lag_max_ms": lag_max})
     folder.write_intervals(rows)
 
     mean_us = hist["latency"].mean

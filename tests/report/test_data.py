@@ -61,6 +61,68 @@ def test_run_view_of_a_real_driven_run(tmp_path):
     assert view["phases"]["partition"][:2] == ["schedule_lag", "client_queue"]
 
 
+def test_the_lag_series_equals_the_raw_records(tmp_path):
+    import numpy as np
+
+    from modelcaliper.stats.histogram import DEFAULT_LAYOUT, Histogram
+    from modelcaliper.store import RunFolder, load_requests
+    from tests.store.runs import driven_run
+
+    run = driven_run(tmp_path / "records")
+    folder = RunFolder(tmp_path / "runs", model="ranker")
+    folder.write_summary(run.summary)
+    folder.write_stats(run.result.stats, run.result.started_at_s)
+    folder.adopt_records([run.records], [run.queries])
+    series = run_view(folder.path)["intervals"]
+    table = load_requests(folder.path)
+    measured = ~table["warmup"].to_numpy(zero_copy_only=False)
+    intended = table["intended_ns"].to_numpy()[measured]
+    lag_us = (table["dispatched_ns"].to_numpy()[measured] - intended) / 1e3
+    second = intended // 1_000_000_000
+    expected_p99, expected_max = [], []
+    for start in series["start_s"]:
+        due = lag_us[second == int(start)]
+        if not len(due):
+            expected_p99.append(None)
+            expected_max.append(None)
+            continue
+        hist = Histogram(DEFAULT_LAYOUT)  # the engine's interval layout
+        hist.record_many(due)
+        expected_max.append(due.max() / 1e3)
+        expected_p99.append(min(hist.percentile(99), due.max()) / 1e3)
+    assert series["merged"] == 1 and any(v is not None for v in expected_max)
+    assert series["lag_max_ms"] == pytest.approx(expected_max)  # exact, up to µs → ms
+    assert series["lag_p99_ms"] == pytest.approx(expected_p99)
+    assert np.count_nonzero(second >= 0) == len(lag_us)
+
+
+def test_runs_stored_without_the_lag_series_draw_no_lag_chart(seeded_runs):
+    from modelcaliper.report.html import render_report
+
+    old = {"interval_s": 1.0, "rows": [  # intervals.json as runs stored it before lag
+        {"start_s": 0.0, "count": 5, "ok": 5, "errors": 0, "timeouts": 0, "p50_ms": 1.0,
+         "p99_ms": 2.0}]}
+    series = downsample_intervals(old)
+    assert "lag_max_ms" not in series and "lag_p99_ms" not in series
+    view = run_view(*seeded_runs[BASELINE.run_id])
+    assert 'data-chart="lag-time"' in render_report([view])  # a run with the lag series
+    view["intervals"] = series
+    page = render_report([view])
+    assert 'data-chart="latency-time"' in page and 'data-chart="lag-time"' not in page
+
+
+def test_downsampled_lag_keeps_the_worst_second_of_each_window():
+    rows = [{"start_s": float(i), "count": 1, "ok": 1, "errors": 0, "timeouts": 0,
+             "p50_ms": 1.0, "p99_ms": 1.0, "lag_p99_ms": 0.01 * i,
+             "lag_max_ms": 130.0 if i == 7 else 0.02} for i in range(30)]
+    rows[3]["lag_p99_ms"] = rows[3]["lag_max_ms"] = None  # nothing was due that second
+    out = downsample_intervals({"interval_s": 1.0, "rows": rows}, max_points=10)
+    assert out["merged"] == 3
+    assert out["lag_max_ms"][2] == 130.0  # seconds 6-8: the stall is never averaged away
+    assert out["lag_p99_ms"][1] == pytest.approx(0.05)  # seconds 3-5, second 3 empty
+    assert len(out["lag_max_ms"]) == len(out["start_s"]) == 10
+
+
 @pytest.mark.parametrize("rows, max_points, expected_points, merged", [
     (10, 600, 10, 1),     # short run: every second
     (1200, 600, 600, 2),  # twice the limit: pairs of seconds

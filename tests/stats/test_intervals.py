@@ -31,13 +31,14 @@ def test_rows_count_outcomes_and_percentiles_per_second():
         (0.95, 250_000, "timeout"),  # timeouts count towards the latency tail
         (2.5, 500, 1),  # second 2: an error, by code; second 1 is a gap
     ])
+    no_lag = {"lag_p99_us": None, "lag_max_us": None}  # no schedule lag was recorded
     assert series.rows() == [
         {"start_s": 0.0, "count": 3, "ok": 2, "errors": 0, "timeouts": 1,
-         "p50_us": 3007, "p99_us": 250_879},  # upper slot edges at 2 digits (≤ 0.8 %)
+         "p50_us": 3007, "p99_us": 250_879, **no_lag},  # upper slot edges, 2 digits (≤ 0.8 %)
         {"start_s": 1.0, "count": 0, "ok": 0, "errors": 0, "timeouts": 0,
-         "p50_us": None, "p99_us": None},
+         "p50_us": None, "p99_us": None, **no_lag},
         {"start_s": 2.0, "count": 1, "ok": 0, "errors": 1, "timeouts": 0,
-         "p50_us": 501, "p99_us": 501},
+         "p50_us": 501, "p99_us": 501, **no_lag},
     ]
     assert len(series) == 3
 
@@ -144,3 +145,52 @@ def test_empty_series():
     assert len(IntervalSeries()) == 0
     with pytest.raises(ValueError, match="interval_s must be > 0"):
         IntervalSeries(interval_s=0)
+
+
+LAGS = st.lists(st.tuples(st.floats(0, 20, allow_nan=False), st.integers(0, 2_000_000)),
+                max_size=300)
+
+
+def test_schedule_lag_is_bucketed_by_intended_time():
+    series = IntervalSeries(layout=DEFAULT_LAYOUT)
+    series.record_many([1.2], [500], Outcome.OK)  # one completion in second 1
+    series.record_lag_many([0.5, 0.6, 2.1], [40.0, 130_000.0, 7.5])  # a stall in second 0
+    rows = series.rows()
+    assert [r["start_s"] for r in rows] == [0.0, 1.0, 2.0]  # lag-only seconds are rows too
+    assert (rows[0]["count"], rows[0]["lag_max_us"]) == (0, 130_000.0)  # exact max
+    assert rows[0]["lag_p99_us"] == 130_000.0  # never above the max (slot edge is 130 047)
+    assert (rows[1]["lag_p99_us"], rows[1]["lag_max_us"]) == (None, None)  # nothing due then
+    assert rows[2]["lag_max_us"] == 7.5
+
+
+@given(lags=LAGS, workers=st.integers(1, 4))
+@settings(max_examples=60, deadline=None)
+def test_lag_rows_equal_the_raw_lags_and_merge_exactly(lags, workers):
+    def series_of_lags(part):
+        series = IntervalSeries(layout=DEFAULT_LAYOUT)
+        if part:
+            intended, lag = map(np.array, zip(*part, strict=True))
+            series.record_lag_many(intended, lag)
+        return series
+
+    whole = series_of_lags(lags)
+    merged = IntervalSeries(layout=DEFAULT_LAYOUT)
+    for i in range(workers):
+        merged.merge(series_of_lags(lags[i::workers]))
+    assert merged.rows() == whole.rows()
+    for row in whole.rows():
+        due = [lag for t, lag in lags if int(t // 1) == row["start_s"]]
+        if not due:
+            assert row["lag_max_us"] is None
+            continue
+        expected = Histogram(DEFAULT_LAYOUT)
+        expected.record_many(np.array(due, dtype=np.int64))
+        assert row["lag_max_us"] == max(due)
+        assert row["lag_p99_us"] == min(expected.percentile(99), max(due))
+
+
+def test_bad_lag_input_is_refused():
+    with pytest.raises(ValueError, match="≥ 0 seconds"):
+        IntervalSeries().record_lag_many([-1.0], [5.0])
+    with pytest.raises(ValueError, match="2 values"):
+        IntervalSeries().record_lag_many([0.1, 0.2], [5.0])

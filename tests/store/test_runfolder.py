@@ -138,8 +138,12 @@ def test_round_trip_of_a_real_run(tmp_path):
     rows = intervals["rows"]
     assert sum(r["count"] for r in rows) == first.result.stats.histograms["latency"].count
     assert set(rows[0]) == {"start_s", "count", "ok", "errors", "timeouts", "p50_ms", "p90_ms",
-                            "p99_ms", "p999_ms"}
+                            "p99_ms", "p999_ms", "lag_p99_ms", "lag_max_ms"}
     assert rows[0]["p50_ms"] <= rows[0]["p99_ms"] <= rows[0]["p999_ms"]
+    lags = [r for r in rows if r["lag_max_ms"] is not None]  # both workers' sends, merged
+    assert lags and all(0 <= r["lag_p99_ms"] <= r["lag_max_ms"] for r in lags)
+    assert max(r["lag_max_ms"] for r in lags) == pytest.approx(
+        first.result.stats.histograms["schedule_lag"].max / 1e3, rel=1e-3)
     hlog = read_hlog(folder.path / "histograms" / "latency.hlog")
     assert sum(i.histogram.count for i in hlog.intervals) == sum(r["count"] for r in rows)
     # both workers' parts are in one file, their row groups kept; the parts are gone

@@ -118,6 +118,11 @@ def _check_run_charts(state: dict[str, Any], folder: Path, run_id: str) -> None:
     rate = state["charts"][f"chart-{run_id}-rate"]
     assert rate["xs"] == len(rows)
     assert rate["series"][0]["sum"] == pytest.approx(sum(r["count"] for r in rows))
+    lag = state["charts"][f"chart-{run_id}-lag-time"]  # schedule lag p99 and max per second
+    assert lag["xs"] == lag["points"] == len(rows)
+    for drawn, key in zip(lag["series"], ("lag_p99_ms", "lag_max_ms"), strict=True):
+        assert drawn["present"] == sum(r[key] is not None for r in rows)
+        assert drawn["sum"] == pytest.approx(sum(r[key] or 0.0 for r in rows))
     for chart_id, chart in state["charts"].items():
         assert chart["painted"] > 1000, f"{chart_id} has nothing drawn"
 
@@ -168,7 +173,8 @@ def test_offline_report_opens_from_disk_without_the_network(watched, seeded_runs
     report.write_text(render_report([run_view(f, r) for f, r in pairs], compare_view(pairs)),
                       encoding="utf-8")
     state = watched.open(report.as_uri())
-    assert state["failed"] == [] and len(state["charts"]) == state["expected"] == 4 + 2 * 8
+    # two compare charts per series, then per run 9: 2 histograms, 2 curves, 4 over time, server
+    assert state["failed"] == [] and len(state["charts"]) == state["expected"] == 4 + 2 * 9
     _check_run_charts(state, pairs[0][0], BASELINE.run_id)
     assert all(url.startswith(("file:", "data:")) for url in watched.requests)
     watched.shot("report.png")

@@ -38,8 +38,8 @@ def test_runs_page_links_sort_and_pages(ui):
 def test_run_page_has_every_chart(ui):
     page = fetch(ui, f"/runs/{BASELINE.run_id}").text
     charts = re.findall(r'data-chart="([a-z-]+)"', page)
-    assert sorted(set(charts)) == ["errors-time", "histogram", "latency-time", "percentiles",
-                                   "rate", "server-cdf"]
+    assert sorted(set(charts)) == ["errors-time", "histogram", "lag-time", "latency-time",
+                                   "percentiles", "rate", "server-cdf"]
     assert 'src="/assets/uPlot.iife.min.js"' in page and "<script>" not in page
     assert page.count('class="wf-row"') == 20
 

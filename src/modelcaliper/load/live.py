@@ -2,9 +2,10 @@
 
 A ``LiveTap`` slices new rows off a ``Recorder``'s in-memory chunks when asked (``take``),
 so watching a run costs nothing per request: no callback runs in the send path. When a
-full chunk is about to be reused, the rows not taken yet are copied aside first, so none
-is missed. ``take`` is called from the driver's own event loop (one thread), a few times a
-second; each call copies only the handful of columns a display needs.
+full chunk is about to be swapped out for folding and writing (``load.chunks``), the rows
+not taken yet are copied aside first, so none is missed. ``take`` is called from the
+driver's own event loop (one thread, the one that adds records and swaps chunks), a few
+times a second; each call copies only the handful of columns a display needs.
 """
 
 from __future__ import annotations

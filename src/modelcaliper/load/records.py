@@ -1,10 +1,13 @@
 """Raw per-request records in bounded columnar chunks, and the statistics folded from them.
 
 Every request of a run ends as one record. ``Recorder.add`` writes its fields into numpy
-columns of a fixed chunk size; a full chunk is (1) folded into the run's statistics —
-histograms of the end-to-end latency and of every phase, the per-second interval series,
-counters and byte sums — and (2) appended to a Parquet file as one row group, then reused.
-Memory therefore stays bounded by one chunk however long the run.
+columns of a fixed chunk size; a full chunk is swapped for a fresh one and handed to a
+background thread (``load.chunks``) that (1) folds it into the run's statistics — histograms
+of the end-to-end latency and of every phase, the per-second interval series, counters and
+byte sums — and (2) appends it to a Parquet file as one row group, in order. The event loop
+never waits for that work unless the writer is ``MAX_CHUNKS_IN_FLIGHT`` chunks behind, so
+memory stays bounded by a few chunks however long the run. The statistics are complete once
+``close()`` has returned; a failure in the writer is raised there.
 
 Times are integer nanoseconds from the run's start (``-1`` in memory, null in Parquet, when a
 request never reached that point). Phases, all in the histograms in µs:
@@ -24,13 +27,15 @@ have no latency. Warm-up records are written (``warmup`` = true) but not measure
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from modelcaliper.load.chunks import MAX_CHUNKS_IN_FLIGHT, Arrays, Chunk, ChunkWriter
 from modelcaliper.load.transport import Outcome, Status
 from modelcaliper.server.timing import PHASES as SERVER_PHASES
 from modelcaliper.stats.histogram import DEFAULT_LAYOUT, Histogram
@@ -40,6 +45,7 @@ __all__ = [
     "CLIENT_PHASES",
     "DEFAULT_CHUNK_ROWS",
     "ENDED",
+    "MAX_CHUNKS_IN_FLIGHT",
     "MAX_EXAMPLES",
     "SERVER_PHASES",
     "Recorder",
@@ -128,54 +134,6 @@ class RunStats:
                     examples.append(message)
 
 
-class _Columns:
-    """Fixed-size numpy columns of one chunk, and their Parquet writer."""
-
-    def __init__(self, chunk_rows: int, ints: Iterable[str], extra: Mapping[str, Any],
-                 path: Path | None) -> None:
-        self.chunk_rows = chunk_rows
-        self.arrays: dict[str, np.ndarray] = {name: np.empty(chunk_rows, np.int64) for name in ints}
-        for name, dtype in extra.items():
-            self.arrays[name] = np.empty(chunk_rows, dtype)
-        self.size = 0
-        self.rows_written = 0
-        self.path = path
-        self._writer: Any = None
-        self.on_reuse: Callable[[], None] | None = None  # told before the chunk is reused
-
-    def view(self) -> dict[str, np.ndarray]:
-        """The filled part of every column."""
-        return {name: array[: self.size] for name, array in self.arrays.items()}
-
-    def write(self, table_columns: dict[str, Any]) -> None:
-        """Append the chunk to the Parquet file (if any), as one row group."""
-        self.rows_written += self.size
-        if self.path is None or not self.size:
-            return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.table(table_columns)
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(str(self.path), table.schema, compression="zstd")
-        self._writer.write_table(table)
-
-    def close(self, empty_columns: dict[str, Any]) -> None:
-        """Close the file; a run without records still gets a file with the right columns."""
-        if self.path is None:
-            return
-        if self._writer is None:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.table(empty_columns), str(self.path), compression="zstd")
-            return
-        self._writer.close()
-        self._writer = None
-
-
 def _timestamps(values: np.ndarray) -> Any:
     import pyarrow as pa
 
@@ -187,20 +145,25 @@ class Recorder:
 
     def __init__(self, *, worker: int = 0, path: str | Path | None = None,
                  query_path: str | Path | None = None,
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS, background: bool = True,
+                 max_in_flight: int = MAX_CHUNKS_IN_FLIGHT) -> None:
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be ≥ 1, got {chunk_rows}")
         self.worker = worker
         self.stats = RunStats()
+        phases = [f"server_{p}_ms" for p in SERVER_PHASES]
         extra = {"status": np.int8, "rows": np.int32, "warmup": np.bool_, "code": object,
-                 "error_kind": object, **{f"server_{p}_ms": np.float32 for p in SERVER_PHASES}}
-        self._requests = _Columns(chunk_rows, _INTS, extra, Path(path) if path else None)
-        self._queries = _Columns(
+                 "error_kind": object, **{name: np.float32 for name in phases}}
+        self._requests = Chunk(chunk_rows, _INTS, extra, Path(path) if path else None,
+                               nan_columns=phases, max_in_flight=max_in_flight)
+        self._queries = Chunk(
             min(chunk_rows, 16384), ("index", "requests", "ok", *_QUERY_TIMES),
-            {"missed": np.bool_, "warmup": np.bool_}, Path(query_path) if query_path else None)
-        self._phase_columns = [self._requests.arrays[f"server_{p}_ms"] for p in SERVER_PHASES]
+            {"missed": np.bool_, "warmup": np.bool_}, Path(query_path) if query_path else None,
+            max_in_flight=max_in_flight)
+        self._writer = ChunkWriter(background)
+        self._phase_names = phases
+        self._phase_columns = [self._requests.arrays[name] for name in phases]
         self._phase_slot = {p: i for i, p in enumerate(SERVER_PHASES)}
-        self._reset_phases()
         self.closed = False
 
     @property
@@ -216,21 +179,17 @@ class Recorder:
     @property
     def requests_recorded(self) -> int:
         """Request records added so far (warm-up included)."""
-        return self._requests.rows_written + self._requests.size
+        return self._requests.rows_handed + self._requests.size
 
     @property
     def queries_recorded(self) -> int:
         """Query records added so far (warm-up included)."""
-        return self._queries.rows_written + self._queries.size
+        return self._queries.rows_handed + self._queries.size
 
-    def chunks(self) -> tuple[Any, Any]:
+    def chunks(self) -> tuple[Chunk, Chunk]:
         """The in-memory request and query chunks (``arrays``, ``size``, ``on_reuse``), for a
         live reader that slices new rows off them (``load.live``)."""
         return self._requests, self._queries
-
-    def _reset_phases(self) -> None:
-        for column in self._phase_columns:
-            column.fill(np.nan)
 
     def add(self, index: int, query: int, intended_ns: int, dispatched_ns: int,
             outcome: Outcome, rows: int, warmup: bool, base_ns: int) -> None:
@@ -283,21 +242,31 @@ class Recorder:
 
     # ------------------------------------------------------------------ folding chunks
 
+    # Both flushes run on the caller's thread (the event loop) and only swap arrays; the
+    # folding and writing happen in the writer thread, one chunk after another.
+
     def _flush_requests(self) -> None:
         chunk = self._requests
-        if chunk.size:
-            view = chunk.view()
+        if not chunk.size:
+            return
+        full, size = chunk.swap()
+        self._phase_columns = [chunk.arrays[name] for name in self._phase_names]
+
+        def work() -> None:
+            view = chunk.view(full, size)
             self._fold(view)
             chunk.write(self._request_table(view))
-            if chunk.on_reuse is not None:
-                chunk.on_reuse()
-        chunk.size = 0
-        self._reset_phases()
+
+        self._writer.submit(work, lambda: chunk.release(full))
 
     def _flush_queries(self) -> None:
         chunk = self._queries
-        if chunk.size:
-            view = chunk.view()
+        if not chunk.size:
+            return
+        full, size = chunk.swap()
+
+        def work() -> None:
+            view = chunk.view(full, size)
             measured = ~view["warmup"]
             stats = self.stats
             stats.queries += int(measured.sum())
@@ -306,12 +275,11 @@ class Recorder:
             latency_us = (view["done_ns"][measured] - view["intended_ns"][measured]) / 1e3
             stats.histograms["query_latency"].record_many(latency_us)
             chunk.write(self._query_table(view))
-            if chunk.on_reuse is not None:
-                chunk.on_reuse()
-        chunk.size = 0
 
-    def _fold(self, v: dict[str, np.ndarray]) -> None:
-        """Add one chunk's measured records to the statistics, vectorised."""
+        self._writer.submit(work, lambda: chunk.release(full))
+
+    def _fold(self, v: Arrays) -> None:
+        """Add one chunk's measured records to the statistics, vectorised (writer thread)."""
         stats, hists = self.stats, self.stats.histograms
         warm = v["warmup"]
         stats.warmup_requests += int(warm.sum())
@@ -340,6 +308,9 @@ class Recorder:
             hists[name].record_many((end[keep] - start[keep]) / 1e3)
 
         phase("schedule_lag", dispatched, intended, m)
+        due = m & (dispatched >= 0) & (intended >= 0)
+        stats.intervals.record_lag_many(intended[due] / 1e9,
+                                        (dispatched[due] - intended[due]) / 1e3)
         phase("client_queue", sent, dispatched, m)
         phase("send", written, sent, m)
         phase("wait", first, written, m)
@@ -355,7 +326,7 @@ class Recorder:
         stats.intervals.record_many(done[ended] / 1e9, latency_us[ended],
                                     _INTERVAL_CODE[status[ended]])
 
-    def _request_table(self, v: dict[str, np.ndarray]) -> dict[str, Any]:
+    def _request_table(self, v: Arrays) -> dict[str, Any]:
         import pyarrow as pa
 
         table: dict[str, Any] = {
@@ -366,7 +337,10 @@ class Recorder:
         }
         for name in _TIMES:
             table[name] = _timestamps(v[name])
-        table["status"] = pa.array(_STATUS_NAMES[v["status"]], type=pa.string())
+        # Through a dictionary: Arrow expands it without the GIL, which the event loop needs.
+        names = pa.array(_STATUS_NAMES.tolist(), type=pa.string())
+        table["status"] = pa.DictionaryArray.from_arrays(pa.array(v["status"]), names).cast(
+            pa.string())
         table["code"] = pa.array(v["code"], type=pa.string())
         table["error_kind"] = pa.array(v["error_kind"], type=pa.string())
         for name in ("request_bytes", "response_bytes"):
@@ -376,7 +350,7 @@ class Recorder:
             table[f"server_{phase}_ms"] = pa.array(v[f"server_{phase}_ms"])
         return table
 
-    def _query_table(self, v: dict[str, np.ndarray]) -> dict[str, Any]:
+    def _query_table(self, v: Arrays) -> dict[str, Any]:
         import pyarrow as pa
 
         return {
@@ -391,14 +365,26 @@ class Recorder:
         }
 
     def close(self) -> RunStats:
-        """Fold and write what is left, close the files and return the statistics."""
+        """Fold and write what is left, wait for the writer, close the files and return the
+        statistics; a failure of the writer thread is raised here."""
         if not self.closed:
+            self.closed = True
             self._flush_requests()
             self._flush_queries()
-            self._requests.close(self._request_table(self._requests.view()))
-            self._queries.close(self._query_table(self._queries.view()))
-            self.closed = True
+            try:
+                self._writer.join()
+            except BaseException:
+                with contextlib.suppress(Exception):  # the writer's own error is the story
+                    self._close_files()
+                raise
+            self._close_files()
+        elif self._writer.error is not None:
+            raise self._writer.error
         return self.stats
+
+    def _close_files(self) -> None:
+        self._requests.close(lambda: self._request_table(self._requests.view()))
+        self._queries.close(lambda: self._query_table(self._queries.view()))
 
 
 def read_records(paths: str | Path | Iterable[str | Path]) -> Any:

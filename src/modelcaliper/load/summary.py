@@ -172,8 +172,8 @@ def build_summary(result: RunResult, spec: LoadSpec, plan: Plan, *,
         "intervals": [
             {"start_s": row["start_s"], "count": row["count"], "ok": row["ok"],
              "errors": row["errors"], "timeouts": row["timeouts"],
-             "p50_ms": None if row["p50_us"] is None else row["p50_us"] / 1e3,
-             "p99_ms": None if row["p99_us"] is None else row["p99_us"] / 1e3}
+             **{key.replace("_us", "_ms"): None if row[key] is None else row[key] / 1e3
+                for key in ("p50_us", "p99_us", "lag_p99_us", "lag_max_us")}}
             for row in stats.intervals.rows((50, 99))],
         "records": {"requests": result.records_paths, "queries": result.query_paths},
         "pool": pool.describe() if pool is not None else None,

@@ -8,7 +8,8 @@ pages and ``/api/``; formatting for people happens in the templates.
 
 Long series are cut down before they leave: histograms to log-spaced bins, percentile curves
 to 41 points, intervals to ``MAX_INTERVAL_POINTS`` (consecutive seconds merged: counts
-summed, p50/p99 the worst second of the window, so a spike is never averaged away).
+summed, p50/p99 and the schedule lag's p99/max the worst second of the window, so a spike is
+never averaged away). Runs stored without the per-second schedule lag have no lag columns.
 """
 
 from __future__ import annotations
@@ -65,8 +66,11 @@ def downsample_intervals(intervals: Mapping[str, Any] | None,
         return None
     interval_s = float(intervals.get("interval_s") or 1.0)  # type: ignore[union-attr]
     group = max(1, math.ceil(len(rows) / max_points))
+    worst = ["p50_ms", "p99_ms"]
+    if any(r.get("lag_max_ms") is not None for r in rows):
+        worst += ["lag_p99_ms", "lag_max_ms"]
     out: dict[str, list[Any]] = {k: [] for k in ("start_s", "rate_per_s", "count", "ok",
-                                                 "errors", "timeouts", "p50_ms", "p99_ms")}
+                                                 "errors", "timeouts", *worst)}
     for first in range(0, len(rows), group):
         chunk = rows[first:first + group]
         span_s = interval_s * len(chunk)
@@ -74,7 +78,7 @@ def downsample_intervals(intervals: Mapping[str, Any] | None,
         for key in ("count", "ok", "errors", "timeouts"):
             out[key].append(sum(int(r.get(key) or 0) for r in chunk))
         out["rate_per_s"].append(round(out["count"][-1] / span_s, 6))
-        for key in ("p50_ms", "p99_ms"):
+        for key in worst:
             values = [r[key] for r in chunk if r.get(key) is not None]
             out[key].append(max(values) if values else None)
     return {"interval_s": interval_s, "merged": group, **out}

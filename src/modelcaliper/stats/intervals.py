@@ -12,6 +12,10 @@ By default the latency percentiles cover every request that ended, errors and ti
 included (a timeout's latency is the time until it was given up on), so a failing tail is not
 hidden; pass ``ok_latency_only=True`` to summarise successful requests only. Series from several
 workers merge exactly; ``histogram(i)`` gives the full interval histogram (for ``stats.hlog``).
+
+The generator's schedule lag (``record_lag_many``) is bucketed by *intended* send time instead:
+its row says how late the sends due in that interval went out (p99 from a sparse histogram of
+the same layout, max exact), so a generator stall shows in the second it happened.
 """
 
 from __future__ import annotations
@@ -51,25 +55,47 @@ class Outcome(IntEnum):
         return cls(int(value))
 
 
+def _empty_slots() -> np.ndarray:
+    return np.empty(0, dtype=np.int32)
+
+
+def _empty_counts() -> np.ndarray:
+    return np.empty(0, dtype=np.int64)
+
+
+def _fold_sparse(slots: np.ndarray, counts: np.ndarray, more_slots: np.ndarray,
+                 more_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two sparse histograms (ascending unique slots, counts) added into one."""
+    if not len(slots):
+        return more_slots, more_counts
+    merged = np.concatenate((slots, more_slots))
+    weights = np.concatenate((counts, more_counts))
+    order = np.argsort(merged, kind="stable")
+    merged, weights = merged[order], weights[order]
+    unique, starts = np.unique(merged, return_index=True)
+    return unique, np.add.reduceat(weights, starts)
+
+
 @dataclass
 class _Interval:
-    """Outcome counters and the sparse latency histogram of one interval."""
+    """Outcome counters, the sparse latency histogram and the schedule lag of one interval."""
 
     outcomes: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.int64))
-    slots: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
-    counts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    slots: np.ndarray = field(default_factory=_empty_slots)
+    counts: np.ndarray = field(default_factory=_empty_counts)
+    lag_slots: np.ndarray = field(default_factory=_empty_slots)
+    lag_counts: np.ndarray = field(default_factory=_empty_counts)
+    lag_max_us: float | None = None
 
     def add(self, slots: np.ndarray, counts: np.ndarray) -> None:
-        """Fold (ascending unique slots, counts) into the sparse histogram."""
-        if not len(self.slots):
-            self.slots, self.counts = slots, counts
-            return
-        merged = np.concatenate((self.slots, slots))
-        weights = np.concatenate((self.counts, counts))
-        order = np.argsort(merged, kind="stable")
-        merged, weights = merged[order], weights[order]
-        unique, starts = np.unique(merged, return_index=True)
-        self.slots, self.counts = unique, np.add.reduceat(weights, starts)
+        """Fold (ascending unique slots, counts) into the sparse latency histogram."""
+        self.slots, self.counts = _fold_sparse(self.slots, self.counts, slots, counts)
+
+    def add_lag(self, slots: np.ndarray, counts: np.ndarray, max_us: float) -> None:
+        """Fold a sparse schedule-lag histogram and its exact maximum in."""
+        self.lag_slots, self.lag_counts = _fold_sparse(self.lag_slots, self.lag_counts, slots,
+                                                       counts)
+        self.lag_max_us = max_us if self.lag_max_us is None else max(self.lag_max_us, max_us)
 
 
 class IntervalSeries:
@@ -126,23 +152,45 @@ class IntervalSeries:
         for key, tally in zip(keys.tolist(), tallies.tolist(), strict=True):
             self._interval(key // 3).outcomes[key % 3] += tally
 
+    def record_lag_many(self, intended_s: np.ndarray | Sequence[float],
+                        lag_us: np.ndarray | Sequence[float]) -> None:
+        """Add the schedule lag of many sends, bucketed by their intended offset (seconds)."""
+        intended = np.asarray(intended_s, dtype=np.float64).ravel()
+        lag = np.asarray(lag_us, dtype=np.float64).ravel()
+        if lag.shape != intended.shape:
+            raise ValueError(f"intended_s has {intended.size} values but lag_us has {lag.size}")
+        if not intended.size:
+            return
+        if np.isnan(intended).any() or intended.min() < 0:
+            raise ValueError("intended offsets must be ≥ 0 seconds from the run start")
+        interval = (intended // self.interval_s).astype(np.int64)
+        for owner, slots, counts, part in self._sparse_by_interval(interval, lag):
+            self._interval(owner).add_lag(slots, counts, float(part.max()))
+
     def _add_latencies(self, interval: np.ndarray, latency: np.ndarray) -> None:
+        for owner, slots, counts, _ in self._sparse_by_interval(interval, latency):
+            self._interval(owner).add(slots, counts)
+
+    def _sparse_by_interval(self, interval: np.ndarray, values_us: np.ndarray) -> Any:
+        """Per interval index: (index, ascending slots, their counts, the raw values)."""
         if not interval.size:
             return
         # Same rounding and clamping as Histogram.record_many (clamps are not counted here).
-        values = np.rint(latency) if latency.dtype.kind == "f" else latency
+        values = np.rint(values_us) if values_us.dtype.kind == "f" else values_us
         if values.dtype.kind == "f" and np.isnan(values).any():
             raise ValueError("cannot record NaN latencies")
         values = np.clip(values, 0, self.layout.highest_value).astype(np.int64)
-        slots = self.layout.index_of(values)
-        keys, tallies = np.unique(interval * self.layout.length + slots, return_counts=True)
+        keys = interval * self.layout.length + self.layout.index_of(values)
+        order = np.argsort(keys, kind="stable")
+        keys, raw = keys[order], values_us[order]
         owners = keys // self.layout.length
         starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
         ends = np.r_[starts[1:], len(keys)]
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             owner = int(owners[start])
-            slots = (keys[start:end] - owner * self.layout.length).astype(np.int32)
-            self._interval(owner).add(slots, tallies[start:end].astype(np.int64))
+            slots, counts = np.unique(keys[start:end] - owner * self.layout.length,
+                                      return_counts=True)
+            yield owner, slots.astype(np.int32), counts.astype(np.int64), raw[start:end]
 
     def _interval(self, index: int) -> _Interval:
         found = self._intervals.get(index)
@@ -169,6 +217,9 @@ class IntervalSeries:
             mine.outcomes += theirs.outcomes
             if len(theirs.slots):
                 mine.add(theirs.slots.copy(), theirs.counts.copy())
+            if theirs.lag_max_us is not None:
+                mine.add_lag(theirs.lag_slots.copy(), theirs.lag_counts.copy(),
+                             theirs.lag_max_us)
 
     def __len__(self) -> int:
         """Number of intervals from the first to the last one with any record."""
@@ -189,8 +240,9 @@ class IntervalSeries:
     def rows(self, percentiles: Sequence[float] = (50, 99)) -> list[dict[str, Any]]:
         """One dict per interval, gaps included, from the first to the last non-empty one.
 
-        Keys: ``start_s``, ``count``, ``ok``, ``errors``, ``timeouts`` and ``p50_us``/``p99_us``
-        (one ``p<q>_us`` per requested percentile, ``None`` when the interval has no latency).
+        Keys: ``start_s``, ``count``, ``ok``, ``errors``, ``timeouts``, ``p50_us``/``p99_us``
+        (one ``p<q>_us`` per requested percentile, ``None`` when the interval has no latency),
+        and ``lag_p99_us``/``lag_max_us`` (``None`` when no send was due in the interval).
         """
         self._flush()
         if not self._intervals:
@@ -209,5 +261,12 @@ class IntervalSeries:
             else:
                 values = [None] * len(names)
             row.update(zip(names, values, strict=True))
+            row["lag_p99_us"] = row["lag_max_us"] = None
+            if found.lag_max_us is not None:
+                p99 = int(values_at_percentiles(self.layout, found.lag_slots,
+                                                found.lag_counts, (99,))[0])
+                # A slot's upper edge can pass the largest value in it; the max is exact.
+                row["lag_p99_us"] = min(p99, found.lag_max_us)
+                row["lag_max_us"] = found.lag_max_us
             out.append(row)
         return out

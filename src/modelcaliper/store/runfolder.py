@@ -10,7 +10,9 @@
                                latency_ok, query_latency and each phase
       histograms/latency.hlog  the per-second latency histograms, HdrHistogram interval log
       intervals.json           {interval_s, rows: [{start_s, count, ok, errors, timeouts,
-                               p50_ms, p90_ms, p99_ms, p999_ms}]}
+                               p50_ms, p90_ms, p99_ms, p999_ms, lag_p99_ms, lag_max_ms}]}
+                               (lag: the schedule lag of the sends due in that interval;
+                               absent in runs stored before it was recorded)
       server_metrics.json      {before, after, diff} scrapes of the target's metrics
       requests.parquet         every request record (queries.parquet with fan-out)
       logs/                    server logs
@@ -51,7 +53,8 @@ STATUSES = ("running", "completed", "interrupted", "failed")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,159}")
 _SERIES = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _INTERVAL_PERCENTILES = (("p50_ms", "p50_us"), ("p90_ms", "p90_us"), ("p99_ms", "p99_us"),
-                         ("p999_ms", "p99_9_us"))
+                         ("p999_ms", "p99_9_us"), ("lag_p99_ms", "lag_p99_us"),
+                         ("lag_max_ms", "lag_max_us"))
 
 
 def _now_iso() -> str:

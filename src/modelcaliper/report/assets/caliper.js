@@ -199,6 +199,7 @@
     "rate": function (el) { return overTime(el, ["rate_per_s"], ["requests/s"]); },
     "latency-time": function (el) { return overTime(el, ["p50_ms", "p99_ms"], ["p50", "p99"], fmtMs); },
     "errors-time": function (el) { return overTime(el, ["errors", "timeouts"], ["errors", "timeouts"]); },
+    "lag-time": function (el) { return overTime(el, ["lag_p99_ms", "lag_max_ms"], ["lag p99", "lag max"], fmtMs); },
     "compare-percentiles": comparePercentiles,
     "compare-histogram": compareHistogram,
     "server-cdf": serverCdf

@@ -1,0 +1,159 @@
+"""Chunks folded and written off the event loop: exact, in order, bounded, failures surfaced."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from modelcaliper.load.chunks import Chunk, ChunkWriter
+from modelcaliper.load.live import LiveTap
+from modelcaliper.load.records import Recorder, RunStats
+from modelcaliper.load.transport import Outcome, Status
+
+BASE = 5_000_000_000  # the run's start, in absolute ns
+STATUSES = [Status.OK, Status.ERROR, Status.TIMEOUT, Status.DROPPED, Status.CANCELLED,
+            Status.MODEL_ERROR]
+
+
+def seeded_stream(recorder: Recorder, count: int, seed: int = 7) -> None:
+    """``count`` random but seeded requests (and a query per 4 requests) into ``recorder``."""
+    rng = np.random.default_rng(seed)
+    status = rng.choice(len(STATUSES), count, p=[0.8, 0.06, 0.04, 0.04, 0.03, 0.03])
+    intended = BASE + np.cumsum(rng.integers(10_000, 200_000, count))
+    lag = rng.exponential(30_000, count).astype(np.int64)
+    stall = rng.random(count) < 0.01  # a few sends very late, as in a generator stall
+    lag[stall] += 120_000_000
+    for i in range(count):
+        st = STATUSES[status[i]]
+        dispatched = int(intended[i] + lag[i])
+        sent = dispatched + int(rng.integers(0, 50_000))
+        done = sent + int(rng.lognormal(14, 0.6))
+        if st in (Status.DROPPED, Status.CANCELLED):
+            out = Outcome(st, done_ns=done, error_kind=st.name.lower(),
+                          error_message=f"{st.name.lower()} #{i % 5}")
+        else:
+            timing = {"queue": float(rng.random()), "total": float(rng.random() * 3)} \
+                if st == Status.OK and i % 3 else {}
+            kind = "" if st == Status.OK else f"kind_{st.value}"
+            out = Outcome(st, sent, sent + 4_000, done - 2_000, done, request_bytes=120,
+                          response_bytes=40 if st == Status.OK else 0,
+                          code="200" if st == Status.OK else "503", error_kind=kind,
+                          error_message=f"failed #{i % 7}" if kind else "",
+                          server_timing_ms=timing)
+        recorder.add(i, i // 4, int(intended[i]), dispatched, out, rows=1 + i % 3,
+                     warmup=i < 50, base_ns=BASE)
+        if i % 4 == 3:
+            recorder.add_query(i // 4, int(intended[i - 3]), done, 4, int(i % 5 != 0),
+                               bool(i % 11 == 0), i < 50, BASE)
+
+
+def assert_same_stats(a: RunStats, b: RunStats) -> None:
+    assert np.array_equal(a.status_counts, b.status_counts)
+    assert a.histograms.keys() == b.histograms.keys()
+    for name in a.histograms:
+        assert a.histograms[name] == b.histograms[name], name
+    assert a.intervals.rows() == b.intervals.rows()
+    for name in ("sent", "request_bytes_sum", "response_bytes_sum", "rows_ok", "queries",
+                 "queries_ok", "deadline_misses", "warmup_requests", "last_dispatched_ns",
+                 "last_sent_ns", "last_done_ns", "errors_by_kind", "error_examples"):
+        assert getattr(a, name) == getattr(b, name), name
+
+
+def test_background_writer_gives_the_same_stats_and_rows_as_the_inline_path(
+        tmp_path: Path) -> None:
+    recorders = {}
+    for mode, background in (("inline", False), ("background", True)):
+        recorder = Recorder(path=tmp_path / mode / "r.parquet",
+                            query_path=tmp_path / mode / "q.parquet", chunk_rows=97,
+                            background=background)
+        seeded_stream(recorder, 3000)
+        recorders[mode] = recorder
+    inline, background = recorders["inline"].close(), recorders["background"].close()
+    assert inline.scheduled == 3000 - 50  # every measured record was folded
+    assert_same_stats(inline, background)
+    for name in ("r.parquet", "q.parquet"):
+        a, b = (pq.read_table(tmp_path / mode / name) for mode in ("inline", "background"))
+        assert a.schema == b.schema and a.num_rows == b.num_rows
+        for column in a.column_names:  # same rows in the same order (NaN != NaN in equals)
+            assert a[column].to_pylist() == b[column].to_pylist() or np.array_equal(
+                a[column].to_numpy(), b[column].to_numpy(), equal_nan=True), column
+        assert pq.ParquetFile(tmp_path / "background" / name).num_row_groups == \
+            pq.ParquetFile(tmp_path / "inline" / name).num_row_groups
+    assert pq.read_table(tmp_path / "background" / "r.parquet")["index"].to_pylist() == \
+        list(range(3000))
+
+
+def test_the_live_tap_sees_every_row_once_while_chunks_go_to_the_writer() -> None:
+    recorder = Recorder(chunk_rows=16)
+    tap = LiveTap(recorder)
+    taken: list[np.ndarray] = []
+    index = 0
+    for burst in (5, 40, 16, 0, 77, 3):  # takes within, across and at chunk boundaries
+        for _ in range(burst):
+            out = Outcome(Status.OK, sent_ns=BASE + index + 10, done_ns=BASE + index + 20)
+            recorder.add(index, -1, BASE + index, BASE + index + 5, out, 1, False, BASE)
+            index += 1
+        taken.append(tap.take(index).requests["intended_ns"])
+    stats = recorder.close()
+    taken.append(tap.take().requests["intended_ns"])
+    assert np.concatenate(taken).tolist() == list(range(index))
+    assert stats.scheduled == index
+
+
+def test_a_writer_failure_is_raised_at_close_and_never_blocks_the_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the records folder should be")
+    # One chunk in flight at most: were failed chunks not recycled, adding would hang here.
+    recorder = Recorder(path=blocker / "r.parquet", chunk_rows=8, max_in_flight=1)
+    seeded_stream(recorder, 200)  # adding never raises: the failure is the writer's
+    with pytest.raises(FileExistsError):
+        recorder.close()
+    with pytest.raises(FileExistsError):  # and it stays visible
+        recorder.close()
+
+
+def test_a_swap_waits_for_the_writer_rather_than_growing() -> None:
+    chunk = Chunk(4, ("value",), {}, None, max_in_flight=2)
+    writer = ChunkWriter()
+    gate = threading.Event()
+    written: list[list[int]] = []
+
+    def fill_and_hand_over(first: int) -> None:
+        for i in range(4):
+            chunk.arrays["value"][i] = first + i
+        chunk.size = 4
+        full, size = chunk.swap()
+
+        def work() -> None:
+            gate.wait()
+            written.append(full["value"][:size].tolist())
+
+        writer.submit(work, lambda: chunk.release(full))
+
+    fill_and_hand_over(0)
+    fill_and_hand_over(4)  # two full chunks in flight, the writer stuck on the first
+    assert chunk.sets_allocated == 3
+    third = threading.Thread(target=fill_and_hand_over, args=(8,))
+    third.start()
+    third.join(timeout=0.5)
+    assert third.is_alive()  # the third swap waits for a set to come back ...
+    assert chunk.sets_allocated == 3  # ... instead of allocating a fourth
+    gate.set()
+    third.join(timeout=30)
+    assert not third.is_alive()
+    writer.join()
+    assert written == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]  # in order
+    assert chunk.sets_allocated == 3
+
+
+def test_memory_stays_at_a_few_chunks_however_many_are_written(tmp_path: Path) -> None:
+    recorder = Recorder(path=tmp_path / "r.parquet", chunk_rows=32)
+    seeded_stream(recorder, 2000)  # 62 full chunks
+    recorder.close()
+    requests, queries = recorder.chunks()
+    assert requests.sets_allocated <= 3 and queries.sets_allocated <= 3
+    assert pq.ParquetFile(tmp_path / "r.parquet").metadata.num_rows == 2000
