@@ -1,4 +1,5 @@
-"""``caliper report``: one self-contained HTML file (or the view data as JSON) of stored runs."""
+"""``caliper report``: one self-contained HTML file (or the view data as JSON) of stored runs,
+or of a sweep (``--sweep``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ examples:
   # the same data as JSON, for scripts
   caliper report RUN --json run.json
 
+  # a sweep: by id (looked up in runs/sweeps/), by its folder or its sweep.json
+  caliper report --sweep 20261127-101500-sweep-ranker-3fa2c1 --html sweep.html
+
 The HTML file embeds its data, scripts and styles: it opens offline from disk.
 """
 
@@ -34,7 +38,10 @@ def register(subparsers: Any) -> None:
         description="Render stored runs as one HTML file: the Run view of each run and, with\n"
                     "several runs, the Compare view against the first one.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run id or run folder")
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="run id or run folder")
+    parser.add_argument("--sweep", metavar="SWEEP",
+                        help="report a sweep instead: its id (in the sweeps folder next to the "
+                             "run database), its folder or its sweep.json")
     parser.add_argument("--html", metavar="FILE", help="write the HTML report to FILE")
     parser.add_argument("--json", metavar="FILE", help="write the views' data as JSON to FILE")
     parser.add_argument("--store", default=None, metavar="DB",
@@ -57,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.html and not args.json:
         raise UsageError("caliper report needs --html FILE or --json FILE")
+    if args.sweep is not None:
+        if args.runs:
+            raise UsageError("give runs or --sweep, not both (a sweep's report links its runs "
+                             "by id)")
+        return _sweep_report(args)
+    if not args.runs:
+        raise UsageError("caliper report needs a RUN (id or folder) or --sweep SWEEP")
     started = time.perf_counter()
     runs = resolve_runs(list(args.runs), args.store or DEFAULT_PATH)
     views = [run_view(folder, stored) for folder, stored in runs]
@@ -73,4 +87,30 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(Path(args.html), page)
         print(f"wrote {args.html} ({len(page) / 1024:.0f} KiB, {len(views)} run"
               f"{'s' if len(views) > 1 else ''}, {time.perf_counter() - started:.2f} s)")
+    return 0
+
+
+def _sweep_report(args: argparse.Namespace) -> int:
+    """Write the Sweep view of ``args.sweep`` as HTML and/or JSON; returns the exit code."""
+    from pathlib import Path
+
+    import orjson
+
+    from modelcaliper.report.sweep import read_sweep, sweep_view
+    from modelcaliper.store import DEFAULT_PATH
+    from modelcaliper.store._files import atomic_write
+
+    document = read_sweep(args.sweep, Path(args.store or DEFAULT_PATH).parent / "sweeps")
+    view = sweep_view(document)
+    if args.json:
+        atomic_write(Path(args.json), orjson.dumps(
+            view, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+        print(f"wrote {args.json}")
+    if args.html:
+        from modelcaliper.report.html import render_sweep_page
+
+        page = render_sweep_page(view, inline_assets=True, links=False).encode("utf-8")
+        atomic_write(Path(args.html), page)
+        print(f"wrote {args.html} ({len(page) / 1024:.0f} KiB, sweep {view['sweep']['sweep_id']}, "
+              f"{len(view['points'])} runs)")
     return 0

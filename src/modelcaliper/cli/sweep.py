@@ -141,6 +141,9 @@ def register(subparsers: Any) -> None:
     sweep.add_argument("--link", metavar="RATE",
                        help="run the embedded server behind a link of this rate each way, "
                             "e.g. 100mbit (needs root)")
+    sweep.add_argument("--html", metavar="FILE",
+                       help="also write the sweep's self-contained HTML report to FILE "
+                            "(needs the ui extra)")
     sweep.add_argument("--sweeps-dir", metavar="DIR",
                        help="where sweep folders go (default <runs-dir>/sweeps)")
     sweep.add_argument("--dry-run", action="store_true",
@@ -302,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
     from modelcaliper.sweep.runner import run_sweep
 
     settings = build_settings(args)
+    if args.html:
+        _check_html(Path(args.html))
     if args.dry_run:
         for row in settings.plan.describe():
             print(f"{row['index'] + 1:>3}  {row['label']}")
@@ -325,8 +330,33 @@ def run(args: argparse.Namespace) -> int:
             from modelcaliper.sweep.document import write_document
 
             write_document(Path(args.json), document)
+    if args.html:
+        _write_html(Path(args.html), document)
+        (sys.stderr if args.json == "-" else sys.stdout).write(f"report: {args.html}\n")
     sys.stdout.flush()
     return outcome.exit_code
+
+
+def _check_html(path: Path) -> None:
+    """Before the sweep starts: the report can be rendered and written where asked."""
+    import importlib.util
+
+    from modelcaliper.errors import MissingExtraError
+
+    if importlib.util.find_spec("jinja2") is None:
+        raise MissingExtraError("jinja2", "ui", "caliper sweep --html")
+    if not path.parent.is_dir():
+        raise UsageError(f"--html {path}: the folder {path.parent} does not exist")
+
+
+def _write_html(path: Path, document: dict[str, Any]) -> None:
+    """The sweep's self-contained HTML report (run ids as text), written atomically."""
+    from modelcaliper.report.html import render_sweep_page
+    from modelcaliper.report.sweep import sweep_view
+    from modelcaliper.store._files import atomic_write
+
+    atomic_write(path, render_sweep_page(sweep_view(document), inline_assets=True,
+                                         links=False).encode("utf-8"))
 
 
 def _terminal(settings: Any, *, quiet: bool) -> Any:

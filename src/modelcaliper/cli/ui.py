@@ -1,4 +1,4 @@
-"""``caliper ui``: the web UI over the results store (Runs, Run, Compare pages and ``/api/``)."""
+"""``caliper ui``: the web UI over the results store (Runs, Run, Compare, New run and ``/api/``)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ examples:
   # another store and port
   caliper ui --store /data/runs/caliper.db --port 9000
 
+  # queue new runs from the browser (/runs/new) of the models and datasets found here
+  caliper ui --models-dir models --data-dir data
+
   # reachable from other machines: a token is required, checked on every request
   {TOKEN_ENV}=$(openssl rand -hex 16) caliper ui --host 0.0.0.0
   # then open http://HOST:8765/?token=... once (it is kept in a cookie), or send
@@ -45,6 +48,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any)")
     parser.add_argument("--token", default=None,
                         help=f"access token required on every request (default ${TOKEN_ENV})")
+    parser.add_argument("--sweeps-dir", default=None, metavar="DIR",
+                        help="sweeps to show on /sweeps (default: sweeps/ next to the run "
+                             "database, where caliper sweep writes them)")
+    parser.add_argument("--models-dir", action="append", default=None, metavar="DIR",
+                        help="models the New run page may run (repeatable; without it the "
+                             "page is off); runs are stored next to the run database")
+    parser.add_argument("--data-dir", action="append", default=None, metavar="DIR",
+                        help="datasets the New run page may use (repeatable)")
+    parser.add_argument("--concurrent-runs", type=int, default=1, metavar="N",
+                        help="runs of the New run page at a time; the others wait in a queue "
+                             "(default 1)")
     parser.set_defaults(run=run)
 
 
@@ -68,6 +82,18 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
     database = Path(args.store or DEFAULT_PATH)
+    if args.concurrent_runs < 1:
+        raise UsageError(f"--concurrent-runs must be ≥ 1, got {args.concurrent_runs}")
+    if args.data_dir and not args.models_dir:
+        raise UsageError("--data-dir needs --models-dir too (the New run page runs models)")
+    for flag, dirs in (("--models-dir", args.models_dir), ("--data-dir", args.data_dir)):
+        for directory in dirs or ():
+            if not Path(directory).is_dir():
+                raise UsageError(f"{flag} {directory} is not a directory")
+    if args.models_dir and not database.is_file():
+        from modelcaliper.store import Store
+
+        Store(database).close()  # new runs go there: an empty database to start with
     if not database.is_file():
         raise UsageError(f"no run database at {database} (run 'caliper run' first, or --store)")
     try:
@@ -78,9 +104,13 @@ def run(args: argparse.Namespace) -> int:
         raise MissingExtraError("uvicorn", "ui", "caliper ui") from None
     from modelcaliper.web.app import create_app
 
-    app = create_app(database, token=token)
+    app = create_app(database, token=token, models_dirs=args.models_dir or (),
+                     data_dirs=args.data_dir or (), concurrent_runs=args.concurrent_runs,
+                     sweeps_dir=args.sweeps_dir)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"caliper ui: http://{shown}:{args.port}/ over {database}"
-          + (" (token required)" if token else ""), flush=True)
+          + (" (token required)" if token else "")
+          + (f"; new runs at /runs/new, {args.concurrent_runs} at a time" if args.models_dir
+             else ""), flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

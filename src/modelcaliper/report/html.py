@@ -23,9 +23,11 @@ from typing import Any
 from modelcaliper.errors import MissingExtraError
 
 __all__ = ["ASSETS", "asset_text", "json_for_script", "render_compare_page", "render_report",
-           "render_run_page", "render_runs_page", "render_template"]
+           "render_run_page", "render_runs_page", "render_sweep_page", "render_sweeps_page",
+           "render_template"]
 
-ASSETS = ("uPlot.iife.min.js", "uPlot.min.css", "caliper.js", "caliper.css", "uPlot.LICENSE")
+ASSETS = ("uPlot.iife.min.js", "uPlot.min.css", "caliper.js", "caliper.css", "uPlot.LICENSE",
+          "sweep.js", "newrun.js")
 """Files under ``report/assets/`` that pages may use (and the web UI serves)."""
 
 _JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
@@ -203,3 +205,19 @@ def render_runs_page(listing: Mapping[str, Any]) -> str:
     """The Runs page (web UI only) of a listing from ``web.routes``."""
     return render_template("runs.html", inline_assets=False, nav=True, listing=listing,
                            data=None, title="runs")
+
+
+def render_sweep_page(view: Mapping[str, Any], *, inline_assets: bool = False,
+                      links: bool = True) -> str:
+    """The Sweep page of a sweep view: linked assets and run links in the web UI, or the
+    self-contained report (``inline_assets``, no navigation, run ids as plain text)."""
+    sweep = view["sweep"]
+    return render_template("sweep.html", inline_assets=inline_assets, nav=not inline_assets,
+                           view=view, links=links, data={"sweep": view},
+                           title=f"sweep {sweep.get('model') or ''} · {sweep['sweep_id']}")
+
+
+def render_sweeps_page(listing: Mapping[str, Any]) -> str:
+    """The Sweeps page (web UI only): every sweep found, newest first."""
+    return render_template("sweeps.html", inline_assets=False, nav=True, listing=listing,
+                           data=None, title="sweeps")

@@ -3,6 +3,8 @@
     GET /                       Runs: filter by model, version, tag; sort; paginate
     GET /runs/{run_id}          Run: charts and tables of one run
     GET /compare?run=A&run=B    Compare: B (and more) against A
+    GET /sweeps, /sweeps/{id}   the sweeps found, and one sweep (``web.sweeps``)
+    GET /runs/new               New run: the form and the queue (``web.newrun_routes``)
     GET /assets/{name}          the chart library, chart code and styles
     GET /api/...                the same data as JSON (``/api/openapi.json`` describes it)
 
@@ -14,7 +16,7 @@ the same functions the offline HTML report uses. The store is only read. Request
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,12 @@ from modelcaliper.errors import CaliperError, UsageError
 from modelcaliper.report import html
 from modelcaliper.store import Store
 from modelcaliper.web import queries
+from modelcaliper.web.jobs import JobQueue
+from modelcaliper.web.newrun import NewRunSettings
+from modelcaliper.web.newrun_routes import newrun_routes
 from modelcaliper.web.openapi import openapi_document
 from modelcaliper.web.security import Guard
+from modelcaliper.web.sweeps import sweep_routes
 
 __all__ = ["create_app"]
 
@@ -92,13 +98,21 @@ def _asset(request: Request) -> Response:
                     headers={"cache-control": "max-age=3600"})
 
 
-def create_app(database: str | Path, *, token: str | None = None) -> Any:
+def create_app(database: str | Path, *, token: str | None = None,
+               models_dirs: Sequence[str | Path] = (), data_dirs: Sequence[str | Path] = (),
+               concurrent_runs: int = 1, sweeps_dir: str | Path | None = None) -> Any:
     """The ASGI app over the run database at ``database`` (opened read-mostly, never created
-    anew by a page), wrapped in the token / Host guard."""
+    anew by a page), wrapped in the token / Host guard. With ``models_dirs`` the New run
+    page queues runs of the models (and datasets in ``data_dirs``) found there, stored in
+    ``database``, ``concurrent_runs`` at a time. Sweeps are read from ``sweeps_dir`` (default:
+    ``sweeps/`` next to the database)."""
     path = Path(database)
     if not path.is_file():
         raise UsageError(f"no run database at {path}")
+    settings = NewRunSettings.create(models_dirs, data_dirs, path) if models_dirs else None
+    jobs = JobQueue(concurrent_runs)
     store = Store(path)
+    sweeps = Path(sweeps_dir) if sweeps_dir is not None else path.parent / "sweeps"
 
     def page(work: Callable[[Store, Request], str]) -> Callable[[Request], Any]:
         return _handler(store, work, HTMLResponse, api=False)
@@ -108,6 +122,7 @@ def create_app(database: str | Path, *, token: str | None = None) -> Any:
 
     document = openapi_document(__version__)
     routes = [
+        *newrun_routes(settings, jobs),  # before /runs/{run_id}, which would take /runs/new
         Route("/", page(_runs_page)),
         Route("/runs/{run_id}", page(_run_page)),
         Route("/compare", page(_compare_page)),
@@ -125,6 +140,7 @@ def create_app(database: str | Path, *, token: str | None = None) -> Any:
             s, r.query_params.getlist("run"), r.query_params.get("by") == "time"))),
         Route("/api/tags", api(lambda s, r: s.tags())),
         Route("/api/openapi.json", api(lambda s, r: document)),
+        *sweep_routes(store, sweeps, json=_json, page_error=_page_error),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -135,8 +151,10 @@ def create_app(database: str | Path, *, token: str | None = None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         yield
+        await run_in_threadpool(jobs.close)
         store.close()
 
     app = Starlette(routes=routes, exception_handlers={404: not_found}, lifespan=lifespan)
     app.state.store = store
+    app.state.jobs = jobs
     return Guard(app, token)

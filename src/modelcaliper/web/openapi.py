@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelcaliper.web.queries import MAX_COMPARED, MAX_PAGE, PER_PAGE
+from modelcaliper.store import SORT_COLUMNS
+from modelcaliper.web.newrun_routes import openapi_paths as jobs_paths
+from modelcaliper.web.newrun_routes import openapi_schemas as jobs_schemas
+from modelcaliper.web.queries import MAX_COMPARED, MAX_OFFSET, MAX_PAGE, PER_PAGE
+from modelcaliper.web.sweeps import sweep_openapi_paths, sweep_openapi_schemas
 
 __all__ = ["openapi_document"]
 
@@ -16,10 +20,16 @@ def _param(name: str, description: str, schema: dict[str, Any], *, where: str = 
 
 
 _TEXT = {"type": "string"}
+_TAG = {"type": "string", "pattern": r"^[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,63}$",
+        "description": "1-64 characters, no control characters, not blank"}
 _ERROR = {"description": "bad parameter", "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/Error"}}}}
 _MISSING = {"description": "no such run", "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/Error"}}}}
+_GUARD_401 = {"description": "a token is configured and the request carried none that matches",
+              "content": {"text/plain": {"schema": _TEXT}}}
+_GUARD_421 = {"description": "no token is configured and the Host is not a loopback name",
+              "content": {"text/plain": {"schema": _TEXT}}}
 _RUN_ID = _param("run_id", "run id", {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$"},
                  where="path", required=True)
 
@@ -34,15 +44,18 @@ def openapi_document(version: str) -> dict[str, Any]:
         _param("model", "only runs of this model", _TEXT),
         _param("version", "only runs of this model version", _TEXT),
         _param("tag", "only runs carrying this tag (repeat for several: all must match)",
-               {"type": "array", "items": _TEXT}),
+               {"type": "array", "items": _TAG}),
         _param("status", "only runs with this status",
                {"type": "string", "enum": ["running", "completed", "interrupted", "failed"]}),
-        _param("since", "runs started at or after (ISO 8601, UTC when naive)", _TEXT),
-        _param("until", "runs started before (ISO 8601)", _TEXT),
-        _param("sort", "column, '-' prefix for descending (default -created_at)", _TEXT),
+        _param("since", "runs started at or after (ISO 8601, UTC when naive)",
+               {"type": "string", "format": "date-time"}),
+        _param("until", "runs started before (ISO 8601)",
+               {"type": "string", "format": "date-time"}),
+        _param("sort", "column, '-' prefix for descending (default -created_at)",
+               {"type": "string", "enum": [*SORT_COLUMNS, *(f"-{c}" for c in SORT_COLUMNS)]}),
         _param("limit", f"runs per answer (default {PER_PAGE})",
                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
-        _param("offset", "runs to skip", {"type": "integer", "minimum": 0}),
+        _param("offset", "runs to skip", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}),
     ]
     run_row = {"type": "object", "description": "one row of the run index",
                "properties": {name: {} for name in (
@@ -53,7 +66,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                    "achieved_rps", "folder", "tags", "assertions", "summary", "spec",
                    "environment")},
                "required": ["run_id", "created_at", "status"]}
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "modelcaliper UI API", "version": version,
                  "description": "Read-only access to stored load-test runs. With a token "
@@ -116,3 +129,13 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})}}},
         },
     }
+    document["components"]["schemas"].update(sweep_openapi_schemas())
+    document["paths"].update(sweep_openapi_paths({"$ref": "#/components/schemas/Error"}))
+    document["components"]["schemas"].update(jobs_schemas())
+    document["paths"].update(jobs_paths())
+    # The guard in front of every route answers these in plain text, before any route runs.
+    for item in document["paths"].values():
+        for operation in item.values():
+            operation["responses"].setdefault("401", _GUARD_401)
+            operation["responses"].setdefault("421", _GUARD_421)
+    return document

@@ -204,6 +204,10 @@
     "compare-histogram": compareHistogram,
     "server-cdf": serverCdf
   };
+  /* Other scripts (sweep.js) add their chart kinds here before the page has loaded. */
+  state.kinds = KINDS;
+  state.lib = { COLORS: COLORS, HEIGHT: HEIGHT, fmtMs: fmtMs, baseOpts: baseOpts, line: line,
+                deadlineHook: deadlineHook, width: width };
 
   function drawAll() {
     var els = document.querySelectorAll("[data-chart]");
