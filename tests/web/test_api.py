@@ -33,7 +33,11 @@ def test_list_runs(ui, query, expected):
     ("?sort=p99_ms%3BDROP%20TABLE%20runs", "sort must be one of"),  # refused, never quoted
     ("?limit=0", "limit must be 1..500"),
     ("?limit=ten", "limit must be a whole number"),
-    ("?since=yesterday", "ISO 8601"),
+    ("?since=yesterday", "RFC 3339"),
+    ("?since=2026-11-27", "RFC 3339"),        # the API takes date-times; pages take dates too
+    ("?status=done", "status must be one of"),
+    ("?model=", "model is empty"),
+    ("?tag=%20padded", "surrounding blanks"),
 ])
 def test_bad_parameters_are_400_with_a_message(ui, query, message):
     answer = fetch(ui, "/api/runs" + query)

@@ -146,26 +146,98 @@ def _payload(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"name": n, "value": v, "unit": u} for n, v, u in rows if v is not None]
 
 
-def _profile(folder: Path) -> dict[str, Any] | None:
-    """The stored op profile (``profile/profile.json``) cut to its summary and top 20 ops."""
+def _read_profile(path: Path) -> Mapping[str, Any] | None:
     import orjson
 
-    path = folder / "profile" / "profile.json"
     try:
         document = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return None
-    if not isinstance(document, Mapping):
+    return document if isinstance(document, Mapping) else None
+
+
+def _inside(folder: Path, name: Any) -> Path | None:
+    """``name`` as a path inside ``folder`` (resolved), or None when it is elsewhere or gone."""
+    if not name:
         return None
+    try:
+        root = folder.resolve()
+        path = Path(str(name)).resolve()
+        path.relative_to(root)
+    except (OSError, ValueError):
+        return None
+    return path if path.exists() else None
+
+
+def profile_files(folder: Path) -> dict[str, Path]:
+    """The downloadable files of a run's op profile: ``trace`` (Chrome trace JSON, for
+    Perfetto or chrome://tracing) and ``tensorboard`` (the log directory TensorBoard's profile
+    plugin reads: ``profile/`` holding ``plugins/profile/<run>/*.xplane.pb``), when present."""
+    document = _read_profile(folder / "profile" / "profile.json") or {}
+    files: dict[str, Path] = {}
+    trace = _inside(folder, document.get("trace_path"))
+    if trace is not None and trace.is_file():
+        files["trace"] = trace
+    plugins = folder / "profile" / "plugins" / "profile"
+    if plugins.is_dir() and any(plugins.rglob("*.xplane.pb")):
+        files["tensorboard"] = (folder / "profile").resolve()
+    return files
+
+
+def _groups(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"group": g.get("group"), "share": g.get("share"), "self_us": g.get("self_us")}
+            for g in list(_get(document, "summary", "groups") or [])[:12]
+            if isinstance(g, Mapping)]
+
+
+def _by_batch(folder: Path) -> list[dict[str, Any]]:
+    """Isolated profiles kept with the run (``profile/batch_<n>/profile.json``, as
+    ``caliper profile MODEL --out RUN_FOLDER/profile`` writes them), one row per batch size:
+    op time per prediction and per row, the group shares, the leading op."""
+    rows = []
+    for path in (folder / "profile").glob("batch_*/profile.json"):
+        document = _read_profile(path)
+        if not document or document.get("status") != "ok":
+            continue
+        batch, predictions = document.get("batch_size"), document.get("predictions")
+        total = _get(document, "summary", "total_us")
+        per_call = total / predictions if total is not None and predictions else None
+        ops = [op for op in document.get("ops") or () if isinstance(op, Mapping)]
+        top = max(ops, key=lambda op: float(op.get("self_us") or 0.0), default=None)
+        rows.append({"batch_size": batch, "predictions": predictions, "per_call_us": per_call,
+                     "per_row_us": per_call / batch if per_call is not None and batch else None,
+                     "groups": _groups(document),
+                     "top_op": None if top is None else {
+                         "name": top.get("name"), "group": top.get("group"),
+                         "share": top.get("share")}})
+    return sorted(rows, key=lambda r: (r["batch_size"] is None, r["batch_size"] or 0))
+
+
+def _profile(folder: Path, batch_size: Any = None) -> dict[str, Any] | None:
+    """The stored op profile (``profile/profile.json``) cut to its summary and top 20 ops, the
+    per-batch-size profiles kept with the run, and which files can be downloaded."""
+    document = _read_profile(folder / "profile" / "profile.json")
+    by_batch = _by_batch(folder)
+    if document is None:
+        return {"status": "missing", "reason": "only isolated profiles", "by_batch": by_batch,
+                "files": []} if by_batch else None
     if document.get("status") != "ok":
-        return {"status": "missing", "reason": str(document.get("reason") or "no profile")}
+        return {"status": "missing", "reason": str(document.get("reason") or "no profile"),
+                "by_batch": by_batch, "files": []}
     ops = sorted((op for op in document.get("ops") or () if isinstance(op, Mapping)),
                  key=lambda op: -float(op.get("self_us") or 0.0))[:20]
-    keys = ("name", "op_type", "group", "calls", "self_us", "mean_us", "share")
+    keys = ("name", "op_type", "group", "calls", "self_us", "mean_us", "share", "input_shapes")
+    files = profile_files(folder)
     return {"status": "ok", "runtime": document.get("runtime"),
+            "label": document.get("label"),
+            "batch_size": document.get("batch_size") or batch_size,
+            "window_s": document.get("window_s"),
             "total_us": _get(document, "summary", "total_us"),
-            "groups": list(_get(document, "summary", "groups") or [])[:12],
-            "ops": [{k: op.get(k) for k in keys} for op in ops]}
+            "groups": _groups(document),
+            "ops": [{k: op.get(k) for k in keys} for op in ops],
+            "by_batch": by_batch,
+            "files": [{"kind": kind, "path": str(path.relative_to(folder.resolve()))}
+                      for kind, path in sorted(files.items())]}
 
 
 def _facts(summary: Mapping[str, Any], stored: Any) -> dict[str, Any]:
@@ -247,7 +319,7 @@ def run_view(folder: str | Path, stored: Any = None, *,
         "slowest": slowest_requests(path / "requests.parquet", slowest),
         "errors": error_rows(summary),
         "payload": _payload(summary),
-        "profile": _profile(path),
+        "profile": _profile(path, _get(summary, "load", "batch_size")),
         "server": server_view(summary, load_server_metrics(path), requests),
         "spec": getattr(stored, "spec", None) or load_spec(path),
         "environment": getattr(stored, "environment", None) or load_environment(path),

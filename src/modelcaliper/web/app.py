@@ -5,6 +5,7 @@
     GET /compare?run=A&run=B    Compare: B (and more) against A
     GET /sweeps, /sweeps/{id}   the sweeps found, and one sweep (``web.sweeps``)
     GET /runs/new               New run: the form and the queue (``web.newrun_routes``)
+    GET /runs/{id}/profile/...  the op profile's trace.json and tensorboard.zip (``web.files``)
     GET /assets/{name}          the chart library, chart code and styles
     GET /api/...                the same data as JSON (``/api/openapi.json`` describes it)
 
@@ -32,6 +33,7 @@ from modelcaliper.errors import CaliperError, UsageError
 from modelcaliper.report import html
 from modelcaliper.store import Store
 from modelcaliper.web import queries
+from modelcaliper.web.files import profile_file_routes
 from modelcaliper.web.jobs import JobQueue
 from modelcaliper.web.newrun import NewRunSettings
 from modelcaliper.web.newrun_routes import newrun_routes
@@ -141,6 +143,7 @@ def create_app(database: str | Path, *, token: str | None = None,
         Route("/api/tags", api(lambda s, r: s.tags())),
         Route("/api/openapi.json", api(lambda s, r: document)),
         *sweep_routes(store, sweeps, json=_json, page_error=_page_error),
+        *profile_file_routes(store),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

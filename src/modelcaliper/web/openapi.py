@@ -7,7 +7,7 @@ from typing import Any
 from modelcaliper.store import SORT_COLUMNS
 from modelcaliper.web.newrun_routes import openapi_paths as jobs_paths
 from modelcaliper.web.newrun_routes import openapi_schemas as jobs_schemas
-from modelcaliper.web.queries import MAX_COMPARED, MAX_OFFSET, MAX_PAGE, PER_PAGE
+from modelcaliper.web.queries import MAX_COMPARED, MAX_OFFSET, MAX_PAGE, PER_PAGE, TAG_PATTERN
 from modelcaliper.web.sweeps import sweep_openapi_paths, sweep_openapi_schemas
 
 __all__ = ["openapi_document"]
@@ -20,8 +20,9 @@ def _param(name: str, description: str, schema: dict[str, Any], *, where: str = 
 
 
 _TEXT = {"type": "string"}
-_TAG = {"type": "string", "pattern": r"^[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,63}$",
-        "description": "1-64 characters, no control characters, not blank"}
+_NONEMPTY = {"type": "string", "minLength": 1}
+_TAG = {"type": "string", "pattern": f"^{TAG_PATTERN}$",
+        "description": "1-64 characters, no control characters, no blanks around"}
 _ERROR = {"description": "bad parameter", "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/Error"}}}}
 _MISSING = {"description": "no such run", "content": {"application/json": {
@@ -41,15 +42,15 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 def openapi_document(version: str) -> dict[str, Any]:
     """The API description: every path, its parameters and the shape of its answers."""
     filters = [
-        _param("model", "only runs of this model", _TEXT),
-        _param("version", "only runs of this model version", _TEXT),
+        _param("model", "only runs of this model", _NONEMPTY),
+        _param("version", "only runs of this model version", _NONEMPTY),
         _param("tag", "only runs carrying this tag (repeat for several: all must match)",
                {"type": "array", "items": _TAG}),
         _param("status", "only runs with this status",
                {"type": "string", "enum": ["running", "completed", "interrupted", "failed"]}),
-        _param("since", "runs started at or after (ISO 8601, UTC when naive)",
+        _param("since", "runs started at or after (RFC 3339, e.g. 2026-11-27T04:15:00Z)",
                {"type": "string", "format": "date-time"}),
-        _param("until", "runs started before (ISO 8601)",
+        _param("until", "runs started before (RFC 3339)",
                {"type": "string", "format": "date-time"}),
         _param("sort", "column, '-' prefix for descending (default -created_at)",
                {"type": "string", "enum": [*SORT_COLUMNS, *(f"-{c}" for c in SORT_COLUMNS)]}),

@@ -6,14 +6,18 @@ Every function here is synchronous (SQLite and file reads); the routes run them 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from modelcaliper.errors import UsageError
 
-__all__ = ["MAX_COMPARED", "MAX_OFFSET", "MAX_PAGE", "PER_PAGE", "RUN_COLUMNS", "NotFound",
-           "api_listing", "compare_data", "listing", "page_number", "run_data", "stored_run"]
+__all__ = ["MAX_COMPARED", "MAX_OFFSET", "MAX_PAGE", "PER_PAGE", "RUN_COLUMNS", "TAG_PATTERN",
+           "NotFound",
+           "api_listing", "compare_data", "listing", "page_number", "run_data", "run_folder",
+           "stored_run"]
 
 PER_PAGE = 50
 """Runs per page by default."""
@@ -66,17 +70,63 @@ def _sort(text: str | None) -> str:
     return order
 
 
-def _filters(params: Mapping[str, Any], tags: Sequence[str]) -> dict[str, Any]:
+# RFC 3339 date-time (the API's time format); pages also take any ISO 8601 date or time.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _moment(text: str | None, name: str, strict: bool) -> str | None:
+    if not text:
+        return None
+    if strict:
+        try:
+            if not _RFC3339.fullmatch(text):
+                raise ValueError(text)
+            datetime.fromisoformat(text.upper())
+        except ValueError:
+            raise UsageError(f"{name} must be an RFC 3339 date-time such as "
+                             f"2026-11-27T04:15:00Z, got {text!r}") from None
+        return text.upper()
+    return text
+
+
+def _filters(params: Mapping[str, Any], tags: Sequence[str],
+             strict: bool = False) -> dict[str, Any]:
+    from modelcaliper.store import STATUSES
+
+    status = params.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise UsageError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     return {"model": params.get("model") or None, "version": params.get("version") or None,
-            "tag": [t for t in tags if t] or None, "status": params.get("status") or None,
-            "since": params.get("since") or None, "until": params.get("until") or None}
+            "tag": [t for t in tags if t] or None, "status": status,
+            "since": _moment(params.get("since"), "since", strict),
+            "until": _moment(params.get("until"), "until", strict)}
+
+
+_LISTING_PARAMS = ("model", "version", "status", "since", "until", "sort", "limit", "offset")
+_EDGE = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+TAG_PATTERN = rf"{_EDGE}([^\x00-\x1f\x7f]{{0,62}}{_EDGE})?"
+"""A tag as the API takes it: 1-64 characters, no control characters, no blanks around."""
+_TAG = re.compile(TAG_PATTERN)
+
+
+def _check_api_params(params: Mapping[str, Any], tags: Sequence[str]) -> None:
+    """The API takes its parameters as documented: no empty values (leave a parameter out
+    instead), tags as stored (1-64 characters, no control characters, no leading blank)."""
+    for name in _LISTING_PARAMS:
+        if name in params and params.get(name) == "":
+            raise UsageError(f"{name} is empty: give it a value or leave it out")
+    for tag in tags:
+        if not _TAG.fullmatch(tag):
+            raise UsageError(f"tag {tag!r} must be 1-64 characters without control characters "
+                             f"or surrounding blanks")
 
 
 def api_listing(store: Any, params: Mapping[str, Any], tags: Sequence[str]) -> dict[str, Any]:
     """``/api/runs``: a page of index rows with the total matching the filters."""
+    _check_api_params(params, tags)
     limit = _whole(params.get("limit"), "limit", PER_PAGE, 1, MAX_PAGE)
     offset = _whole(params.get("offset"), "offset", 0, 0, MAX_OFFSET)
-    filters = _filters(params, tags)
+    filters = _filters(params, tags, strict=True)
     order = _sort(params.get("sort"))
     runs = store.list_runs(**filters, order_by=order, limit=limit, offset=offset)
     return {"runs": [run.to_dict() for run in runs], "total": store.count_runs(**filters),
@@ -134,6 +184,11 @@ def _stored(store: Any, run_id: str) -> tuple[Any, Any]:
         raise NotFound(run_id)
     folder = store.resolve_folder(stored)
     return folder, stored
+
+
+def run_folder(store: Any, run_id: str) -> Any:
+    """The folder of a stored run, None when its folder is gone (NotFound without the run)."""
+    return _stored(store, run_id)[0]
 
 
 def run_data(store: Any, run_id: str) -> dict[str, Any]:
