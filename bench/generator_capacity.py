@@ -28,7 +28,9 @@ Prints the table and the ratios ours / k6, ours / Locust, ours / wrk. Peers come
 ``make bench-tools``; a missing one is reported and skipped. The whole run takes about four
 minutes (``--budget-s`` stops starting trials after 250 s).
 
-Run: ``.venv/bin/python bench/generator_capacity.py [--trial-s 5] [--workers 2] [--quick]``
+Run: ``.venv/bin/python bench/generator_capacity.py [--trial-s 5] [--workers 2] [--quick]``;
+``--lag-at 12000,16000 [--repeats 3]`` only runs ours at those rates and prints each trial's
+lag p99 and max (sent − intended, and the engine's schedule lag, dispatched − intended).
 """
 
 from __future__ import annotations
