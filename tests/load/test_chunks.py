@@ -11,7 +11,7 @@ import pytest
 
 from modelcaliper.load.chunks import Chunk, ChunkWriter
 from modelcaliper.load.live import LiveTap
-from modelcaliper.load.records import Recorder, RunStats
+from modelcaliper.load.records import Recorder, RunStats, read_records
 from modelcaliper.load.transport import Outcome, Status
 
 BASE = 5_000_000_000  # the run's start, in absolute ns
@@ -104,15 +104,25 @@ def test_the_live_tap_sees_every_row_once_while_chunks_go_to_the_writer() -> Non
     assert stats.scheduled == index
 
 
-def test_a_writer_failure_is_raised_at_close_and_never_blocks_the_run(tmp_path: Path) -> None:
+def test_an_unwritable_records_path_fails_before_any_record(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the records folder should be")
+    with pytest.raises(FileExistsError):  # the file is opened up front, before a run starts
+        Recorder(path=blocker / "r.parquet", chunk_rows=8)
+
+
+def test_a_writer_failure_is_raised_at_close_and_never_blocks_the_run(tmp_path: Path) -> None:
     # One chunk in flight at most: were failed chunks not recycled, adding would hang here.
-    recorder = Recorder(path=blocker / "r.parquet", chunk_rows=8, max_in_flight=1)
+    recorder = Recorder(path=tmp_path / "r.parquet", chunk_rows=8, max_in_flight=1)
+
+    def disk_full(table_columns: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    recorder._requests.write = disk_full  # type: ignore[method-assign]
     seeded_stream(recorder, 200)  # adding never raises: the failure is the writer's
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OSError, match="No space left"):
         recorder.close()
-    with pytest.raises(FileExistsError):  # and it stays visible
+    with pytest.raises(OSError, match="No space left"):  # and it stays visible
         recorder.close()
 
 
@@ -157,3 +167,23 @@ def test_memory_stays_at_a_few_chunks_however_many_are_written(tmp_path: Path) -
     requests, queries = recorder.chunks()
     assert requests.sets_allocated <= 3 and queries.sets_allocated <= 3
     assert pq.ParquetFile(tmp_path / "r.parquet").metadata.num_rows == 2000
+
+
+def test_codes_and_error_kinds_come_back_as_the_texts_recorded(tmp_path: Path) -> None:
+    # Kept as ids of interned texts while running; every chunk's file rows carry the texts,
+    # including kinds first seen after earlier chunks went to the writer.
+    recorder = Recorder(path=tmp_path / "r.parquet", chunk_rows=16)
+    expected = []
+    for i in range(100):
+        code = "" if i % 10 == 9 else ("200" if i % 3 else f"5{i % 4:02d}")
+        kind = "" if code in ("", "200") else f"http_{code}" + ("_late" if i > 60 else "")
+        status = Status.OK if code == "200" else Status.ERROR
+        recorder.add(i, -1, BASE + i, BASE + i + 1,
+                     Outcome(status, BASE + i + 2, BASE + i + 3, BASE + i + 4, BASE + i + 5,
+                             code=code, error_kind=kind, error_message="x" if kind else ""),
+                     rows=1, warmup=False, base_ns=BASE)
+        expected.append((code, kind))
+    recorder.close()
+    table = read_records(tmp_path / "r.parquet")
+    assert list(zip(table["code"].to_pylist(), table["error_kind"].to_pylist(),
+                    strict=True)) == expected

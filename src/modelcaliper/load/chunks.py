@@ -10,11 +10,14 @@ Memory stays bounded: a chunk keeps at most ``MAX_CHUNKS_IN_FLIGHT`` full sets w
 in the writer, plus the one being filled, and a set comes back for reuse once written. When the
 writer falls behind, the swap waits for a set to come back rather than allocating more.
 
-The writer thread runs at a lower scheduling priority (``WRITER_NICE``), so on a core shared
-with the event loop the loop gets the CPU first and the writer uses what is left; numpy and
-pyarrow release the GIL for most of the work. A failure in the writer (a full disk, say) is
-kept and raised by ``ChunkWriter.join``, at the recorder's close; later chunks are then
-dropped, their sets still recycled, so the run itself never blocks on a dead writer.
+The writer thread runs under Linux's ``SCHED_IDLE`` policy (else ``WRITER_NICE`` steps
+nicer), so on a core shared with the event loop the loop gets the CPU first and the writer uses
+what is left. The GIL is the other thing they share: numpy and pyarrow release it for most of
+the work, and the recorder keeps text columns as ids of interned strings so that no step of
+the writer holds it for long (converting 65 536 Python strings would hold it for ~3 ms).
+A failure in the writer (a full disk, say) is kept and raised by ``ChunkWriter.join``, at the
+recorder's close; later chunks are then dropped, their sets still recycled, so the run itself
+never blocks on a dead writer.
 """
 
 from __future__ import annotations
@@ -102,6 +105,18 @@ class Chunk:
         self.clear(arrays)
         self._free.put(arrays)
 
+    def prepare(self, empty_columns: dict[str, Any]) -> None:
+        """Open the Parquet file now, with the schema of these (empty) columns, so the first
+        chunk's write does not pay for it (and Arrow's conversions are loaded before a run)."""
+        if self.path is None or self._parquet is not None:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._parquet = pq.ParquetWriter(str(self.path), pa.table(empty_columns).schema,
+                                         compression="zstd")
+
     def write(self, table_columns: dict[str, Any]) -> None:
         """Append one chunk's rows to the Parquet file (if any) as one row group."""
         if self.path is None:
@@ -133,7 +148,15 @@ class Chunk:
 
 
 def _lower_priority() -> None:
-    """Make the calling thread nicer than the rest of the process (Linux: nice is per thread)."""
+    """Let the calling thread run only when the rest of the process does not want the CPU:
+    Linux's ``SCHED_IDLE`` policy (per thread; a waking event loop preempts it at once), else
+    ``WRITER_NICE`` steps nicer."""
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+        except OSError:
+            pass
     if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
         with contextlib.suppress(OSError):
             tid = threading.get_native_id()

@@ -65,6 +65,14 @@ CLIENT_PHASES = ("schedule_lag", "client_queue", "send", "wait", "receive", "net
 ENDED = (Status.OK, Status.ERROR, Status.TIMEOUT, Status.MODEL_ERROR)
 """Statuses of requests that ended with an answer or a timeout: the ones with a latency."""
 
+def _intern(ids: dict[str, int], names: list[str], text: str) -> int:
+    """The id of ``text`` in ``ids``/``names``, added when new (the loop thread only adds; the
+    writer reads ``names`` for ids handed to it, which are all there by then)."""
+    ids[text] = len(names)
+    names.append(text)
+    return ids[text]
+
+
 _STATUS_NAMES = np.array([s.name.lower() for s in Status], dtype=object)
 _INTERVAL_CODE = np.array([0, 1, 2, -1, -1, 1], dtype=np.int64)  # Status → intervals.Outcome
 _TIMES = ("intended_ns", "dispatched_ns", "sent_ns", "written_ns", "first_byte_ns", "done_ns")
@@ -152,8 +160,16 @@ class Recorder:
         self.worker = worker
         self.stats = RunStats()
         phases = [f"server_{p}_ms" for p in SERVER_PHASES]
-        extra = {"status": np.int8, "rows": np.int32, "warmup": np.bool_, "code": object,
-                 "error_kind": object, **{name: np.float32 for name in phases}}
+        # code and error_kind are kept as ids of interned texts: the writer turns them into
+        # strings through an Arrow dictionary, without holding the GIL the event loop needs
+        # (converting 65 536 Python strings would hold it for milliseconds).
+        extra = {"status": np.int8, "rows": np.int32, "warmup": np.bool_, "code": np.int32,
+                 "error_kind": np.int32, **{name: np.float32 for name in phases}}
+        self._code_ids: dict[str, int] = {"": 0}
+        self._code_names: list[str] = [""]
+        self._kind_ids: dict[str, int] = {"": 0}
+        self._kind_names: list[str] = [""]
+
         self._requests = Chunk(chunk_rows, _INTS, extra, Path(path) if path else None,
                                nan_columns=phases, max_in_flight=max_in_flight)
         self._queries = Chunk(
@@ -165,6 +181,8 @@ class Recorder:
         self._phase_columns = [self._requests.arrays[name] for name in phases]
         self._phase_slot = {p: i for i, p in enumerate(SERVER_PHASES)}
         self.closed = False
+        self._requests.prepare(self._request_table(self._requests.view()))
+        self._queries.prepare(self._query_table(self._queries.view()))
 
     @property
     def path(self) -> Path | None:
@@ -205,8 +223,14 @@ class Recorder:
         cols["first_byte_ns"][i] = outcome.first_byte_ns - base_ns if outcome.first_byte_ns else -1
         cols["done_ns"][i] = outcome.done_ns - base_ns if outcome.done_ns else -1
         cols["status"][i] = outcome.status
-        cols["code"][i] = outcome.code
-        cols["error_kind"][i] = outcome.error_kind
+        code = self._code_ids.get(outcome.code)
+        if code is None:
+            code = _intern(self._code_ids, self._code_names, outcome.code)
+        cols["code"][i] = code
+        kind_id = self._kind_ids.get(outcome.error_kind)
+        if kind_id is None:
+            kind_id = _intern(self._kind_ids, self._kind_names, outcome.error_kind)
+        cols["error_kind"][i] = kind_id
         cols["request_bytes"][i] = outcome.request_bytes
         cols["response_bytes"][i] = outcome.response_bytes
         cols["rows"][i] = rows
@@ -341,8 +365,9 @@ class Recorder:
         names = pa.array(_STATUS_NAMES.tolist(), type=pa.string())
         table["status"] = pa.DictionaryArray.from_arrays(pa.array(v["status"]), names).cast(
             pa.string())
-        table["code"] = pa.array(v["code"], type=pa.string())
-        table["error_kind"] = pa.array(v["error_kind"], type=pa.string())
+        for name, texts in (("code", self._code_names), ("error_kind", self._kind_names)):
+            table[name] = pa.DictionaryArray.from_arrays(
+                pa.array(v[name]), pa.array(list(texts), type=pa.string())).cast(pa.string())
         for name in ("request_bytes", "response_bytes"):
             table[name] = pa.array(v[name])
         table["rows"] = pa.array(v["rows"])
