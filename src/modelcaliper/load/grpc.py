@@ -15,8 +15,10 @@ socket, so this is the end of the client-side Python work, not a wire event),
 ``first_byte_ns`` when the response's initial metadata (its HTTP/2 headers) arrived, and
 ``done_ns`` when the response message and status were complete. A unary server sends its
 headers together with the response unless it flushes them early, so ``first_byte_ns`` is
-usually within microseconds of ``done_ns``. ``request_bytes`` is the serialized message before
-gRPC's per-call compression; ``response_bytes`` the message after decompression.
+usually within microseconds of ``done_ns``. ``request_bytes`` is the message as it goes on the
+wire: after the per-call compression (``PreparedRequest.wire_bytes``, computed when the pool is
+built with the zlib settings gRPC core uses); ``response_bytes`` the message after
+decompression.
 """
 
 from __future__ import annotations
@@ -186,7 +188,7 @@ class GrpcTransport:
             metadata += self._extra_metadata(request.headers)
         compression = self._compression(request.compression)
         timeout = timeout_s if timeout_s > 0 else None
-        request_bytes = len(request.body)
+        request_bytes = request.wire_bytes or len(request.body)
 
         sent_ns = time.perf_counter_ns()
         call = method(request.body, timeout=timeout, metadata=metadata, compression=compression)

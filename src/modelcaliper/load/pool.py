@@ -34,6 +34,7 @@ __all__ = [
     "GRPC_METHODS",
     "RequestPool",
     "build_pool",
+    "grpc_wire_bytes",
     "prepare_request",
     "unit_requests",
 ]
@@ -73,8 +74,10 @@ class RequestPool:
 
     @property
     def mean_request_bytes(self) -> float:
-        """Mean body bytes of one prepared request."""
-        return self.size_bytes / self.request_count
+        """Mean bytes one prepared request puts on the wire (its body; for gRPC, the message
+        after the per-call compression). ``size_bytes`` is the memory the bodies take."""
+        return sum(r.wire_bytes or len(r.body) for unit in self.units
+                   for r in unit) / self.request_count
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description: encoding, compression, sizes and build time."""
@@ -88,6 +91,15 @@ def _transport_of(codec: Codec) -> str:
     return "grpc" if codec.transport == "grpc" else "http"
 
 
+def grpc_wire_bytes(body: bytes, compression: str) -> int:
+    """The size of ``body`` as a gRPC call with this per-call compression sends it: gRPC core
+    compresses each message with zlib at its default level (gzip or zlib format) and sends it
+    uncompressed when that would not make it smaller. Computed once per pooled request."""
+    if compression == "none":
+        return len(body)
+    return min(len(compress(body, compression)), len(body))  # type: ignore[arg-type]
+
+
 def prepare_request(codec: Codec, request: InferRequest, compression: str = "none",
                     level: int | None = None, pool_index: int = 0) -> PreparedRequest:
     """One request encoded (and for HTTP compressed) the way ``codec``'s clients send it."""
@@ -99,7 +111,7 @@ def prepare_request(codec: Codec, request: InferRequest, compression: str = "non
         if method is None:
             raise UsageError(f"encoding '{codec.name}' has no known gRPC method")
         return PreparedRequest(method, encoded.body, tuple(encoded.headers), rows, compression,
-                               "POST", pool_index)
+                               "POST", pool_index, grpc_wire_bytes(encoded.body, compression))
     headers = tuple(encoded.headers)
     body = encoded.body
     if compression != "none":

@@ -40,7 +40,9 @@ class PreparedRequest:
     HTTP: ``path`` is the URL path, ``headers`` the protocol headers (content type,
     ``Inference-Header-Content-Length``, ``Content-Encoding``...). gRPC: ``path`` is the full
     method (``/inference.GRPCInferenceService/ModelInfer``), ``headers`` extra metadata, and
-    ``compression`` the per-call compression (``none``, ``gzip``, ``deflate``).
+    ``compression`` the per-call compression (``none``, ``gzip``, ``deflate``), and
+    ``wire_bytes`` the size of the message as gRPC sends it after that compression (0: the
+    body's size; HTTP bodies are compressed already).
     """
 
     path: str
@@ -50,6 +52,7 @@ class PreparedRequest:
     compression: str = "none"
     method: str = "POST"
     pool_index: int = 0
+    wire_bytes: int = 0
 
 
 @dataclass(slots=True)
