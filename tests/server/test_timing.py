@@ -48,3 +48,19 @@ def test_phase_timer_laps_add_up_to_total():
     assert phases["queue"] == 1.0
     assert phases["compute"] >= 1.0
     assert phases["total"] >= phases["decode"] + phases["compute"]
+
+
+def test_total_runs_to_the_last_lap_so_laps_add_up_exactly():
+    timer = PhaseTimer()
+    timer.lap("decode")
+    end_ns = timer.lap("encode")
+    time.sleep(0.002)  # after the last lap: the caller's own business, not a phase
+    phases = timer.finish()
+    assert phases["total"] == (end_ns - timer.start_ns) / 1e6
+    assert phases["decode"] + phases["encode"] == pytest.approx(phases["total"], abs=1e-9)
+
+
+def test_total_runs_to_now_when_nothing_was_lapped():
+    timer = PhaseTimer()
+    time.sleep(0.002)
+    assert timer.finish()["total"] >= 2.0

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
 import math
 import signal
@@ -146,10 +145,6 @@ class Driver:
         if unit_ids is not None and len(unit_ids) != len(offsets_s):
             raise ValueError(f"{len(offsets_s)} offsets but {len(unit_ids)} unit ids")
         warmup_ns = round(self.spec.warmup_s * 1e9)
-        # Garbage from building the pool is collected now rather than by a collection that
-        # would stall the loop mid-run; what survives counts as long-lived, which keeps full
-        # collections rare during the run.
-        gc.collect()
         self.base_ns = start_ns if start_ns is not None else time.perf_counter_ns() + _START_LEAD_NS
         started_at_s = time.time() + (self.base_ns - time.perf_counter_ns()) / 1e9
         wall0_ns, cpu0_s = time.perf_counter_ns(), time.process_time()

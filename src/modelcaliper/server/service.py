@@ -257,12 +257,13 @@ class ModelService:
         model phase; it is waiting, so it is charged to ``queue`` and the phases still add
         up to ``total``.
         """
-        elapsed = time.perf_counter_ns() - timer.mark_ns
+        now_ns = time.perf_counter_ns()
+        elapsed = now_ns - timer.mark_ns
         measured = sum(ns for name, ns in phases_ns.items() if name not in ("transform", "model"))
         for phase, ns in phases_ns.items():
             timer.add(phase, ns)
         timer.add("queue", max(0, elapsed - measured))
-        timer.skip_to_now()
+        timer.skip_to_now(now_ns)
 
     def warm_up(self, requests: int) -> None:
         """Run ``requests`` predictions on synthetic inputs before declaring the model ready."""

@@ -71,13 +71,19 @@ class PhaseTimer:
         """Record a phase measured elsewhere (for example inside a batching thread)."""
         self.durations_ns[phase] = self.durations_ns.get(phase, 0) + max(0, int(duration_ns))
 
-    def skip_to_now(self) -> None:
-        """Move the lap mark to now without charging the elapsed time to any phase."""
-        self._mark_ns = time.perf_counter_ns()
+    def skip_to_now(self, now_ns: int | None = None) -> None:
+        """Move the lap mark to now (or ``now_ns``, a time the caller already charged up to)
+        without charging the elapsed time to any phase."""
+        self._mark_ns = time.perf_counter_ns() if now_ns is None else now_ns
 
     def finish(self) -> dict[str, float]:
-        """Set ``total`` from the start to now and return all phases in milliseconds."""
-        self.durations_ns["total"] = time.perf_counter_ns() - self.start_ns
+        """Set ``total`` from the start to the last lap and return all phases in milliseconds.
+
+        Callers lap their last phase (``encode``, or the failed one) just before, so the phases
+        add up to ``total`` exactly; with nothing lapped yet, ``total`` runs to now.
+        """
+        end_ns = self._mark_ns if self._mark_ns > self.start_ns else time.perf_counter_ns()
+        self.durations_ns["total"] = end_ns - self.start_ns
         return {k: v / 1e6 for k, v in self.durations_ns.items()}
 
 

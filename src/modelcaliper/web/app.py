@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,7 +28,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from modelcaliper import __version__
-from modelcaliper.errors import CaliperError, UsageError
+from modelcaliper.errors import UsageError
 from modelcaliper.report import html
 from modelcaliper.store import Store
 from modelcaliper.web import queries
@@ -38,6 +37,7 @@ from modelcaliper.web.jobs import JobQueue
 from modelcaliper.web.newrun import NewRunSettings
 from modelcaliper.web.newrun_routes import newrun_routes
 from modelcaliper.web.openapi import openapi_document
+from modelcaliper.web.responses import json_response, page_error, threaded
 from modelcaliper.web.security import Guard
 from modelcaliper.web.sweeps import sweep_routes
 
@@ -47,33 +47,15 @@ _CONTENT_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; ch
                   ".LICENSE": "text/plain; charset=utf-8"}
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    body = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-    return Response(body, status_code=status, media_type="application/json")
-
-
-def _page_error(status: int, message: str) -> HTMLResponse:
-    return HTMLResponse(html.render_template("error.html", inline_assets=False, nav=True,
-                                             title=f"{status}", status=status, message=message),
-                        status_code=status)
+_json, _page_error = json_response, page_error
 
 
 def _handler(store: Store, work: Callable[[Store, Request], Any],
              answer: Callable[[Any], Response], api: bool) -> Callable[[Request], Any]:
-    """A route running ``work`` in a thread and mapping not-found and usage errors."""
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            result = await run_in_threadpool(work, store, request)
-        except queries.NotFound as exc:
-            message = f"no run {exc.args[0]!r} in the store"
-            return _json({"error": message}, 404) if api else _page_error(404, message)
-        except CaliperError as exc:
-            message = " ".join(str(exc).split())
-            return _json({"error": message}, 400) if api else _page_error(400, message)
-        return answer(result)
-
-    return endpoint
+    """A route running ``work`` over the store in a thread; a missing run is a 404."""
+    return threaded(lambda request: work(store, request), answer, api=api,
+                    missing=queries.NotFound,
+                    not_found=lambda exc: f"no run {exc.args[0]!r} in the store")
 
 
 def _runs_page(store: Store, request: Request) -> str:
@@ -142,7 +124,7 @@ def create_app(database: str | Path, *, token: str | None = None,
             s, r.query_params.getlist("run"), r.query_params.get("by") == "time"))),
         Route("/api/tags", api(lambda s, r: s.tags())),
         Route("/api/openapi.json", api(lambda s, r: document)),
-        *sweep_routes(store, sweeps, json=_json, page_error=_page_error),
+        *sweep_routes(store, sweeps),
         *profile_file_routes(store),
     ]
 

@@ -33,6 +33,7 @@ from starlette.routing import Route
 from modelcaliper.errors import CaliperError
 from modelcaliper.web.jobs import JobQueue, QueueFull
 from modelcaliper.web.newrun import NewRunSettings, build_form_spec
+from modelcaliper.web.responses import json_response
 
 __all__ = ["MAX_BODY_BYTES", "OFF_MESSAGE", "newrun_routes"]
 
@@ -44,9 +45,7 @@ _POLL_S = 0.2
 _KEEPALIVE_S = 15.0
 
 
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json",
-                    headers=headers)
+_json = json_response
 
 
 def _error(status: int, message: str) -> Response:

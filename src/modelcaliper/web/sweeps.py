@@ -102,31 +102,19 @@ def sweep_data(store: Any, sweeps_dir: Path, sweep_id: str) -> dict[str, Any]:
     return sweep_view(document, stored_runs=stored)
 
 
-def sweep_routes(store: Any, sweeps_dir: Path, *, json: Callable[..., Any],
-                 page_error: Callable[[int, str], Any]) -> list[Any]:
+def sweep_routes(store: Any, sweeps_dir: Path) -> list[Any]:
     """The Starlette routes of the sweeps (pages and API), over ``sweeps_dir``."""
-    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, Response
     from starlette.routing import Route
 
-    from modelcaliper.errors import CaliperError
     from modelcaliper.report import html
+    from modelcaliper.web.responses import json_response, threaded
 
     def handler(work: Callable[[Request], Any], answer: Callable[[Any], Response],
                 api: bool) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Response:
-            try:
-                result = await run_in_threadpool(work, request)
-            except SweepNotFound as exc:
-                message = f"no sweep {exc.args[0]!r} in {sweeps_dir}"
-                return json({"error": message}, 404) if api else page_error(404, message)
-            except CaliperError as exc:
-                message = " ".join(str(exc).split())
-                return json({"error": message}, 400) if api else page_error(400, message)
-            return answer(result)
-
-        return endpoint
+        return threaded(work, answer, api=api, missing=SweepNotFound,
+                        not_found=lambda exc: f"no sweep {exc.args[0]!r} in {sweeps_dir}")
 
     def view(request: Request) -> dict[str, Any]:
         return sweep_data(store, sweeps_dir, request.path_params["sweep_id"])
@@ -136,8 +124,9 @@ def sweep_routes(store: Any, sweeps_dir: Path, *, json: Callable[..., Any],
                                  HTMLResponse, api=False)),
         Route("/sweeps/{sweep_id}", handler(lambda r: html.render_sweep_page(view(r)),
                                             HTMLResponse, api=False)),
-        Route("/api/sweeps", handler(lambda r: sweep_listing(sweeps_dir), json, api=True)),
-        Route("/api/sweeps/{sweep_id}", handler(view, json, api=True)),
+        Route("/api/sweeps", handler(lambda r: sweep_listing(sweeps_dir), json_response,
+                                     api=True)),
+        Route("/api/sweeps/{sweep_id}", handler(view, json_response, api=True)),
     ]
 
 
