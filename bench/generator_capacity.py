@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -51,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,75 +205,69 @@ def search(name: str, trial: Any, start: float, args: argparse.Namespace, deadli
     return best
 
 
-def run_all(args: argparse.Namespace, available: dict[str, bool]) -> dict[str, dict]:
-    """Start nginx, measure every available generator, stop nginx."""
-    deadline = time.monotonic() + args.budget_s
-    results: dict[str, dict] = {}
-    d = args.trial_s
+@contextlib.contextmanager
+def serving_nginx() -> Iterator[tuple[str, Path]]:
+    """nginx on a free port of 127.0.0.1 within the block: its URL and its work folder."""
     with tempfile.TemporaryDirectory(prefix="caliper-gencap-") as tmp:
         work = Path(tmp)
         write_files(work)
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
         nginx = start_nginx(work, port)
         try:
-            for tool in ("wrk", "hey", "ours"):
-                if available.get(tool, True):
-                    res = results[f"{tool} flat out"] = (
-                        ours_child(url, 0, d) if tool == "ours" else flat_out(tool, url, d, work))
-                    print(f"  {tool:13s} flat out  {res['achieved_per_s']:8.0f}/s  "
-                          f"{res['cpu_us_per_req']:6.1f} µs CPU/req", flush=True)
-            ceiling = results["ours flat out"]["achieved_per_s"]
-            strict = results["ours"] = search(
-                "ours", lambda r: ours_trial(url, r, d), round(ceiling / 8, -2), args, deadline)
-            results["ours, peers' rule"] = search(
-                "ours (rule)", lambda r: ours_trial(url, r, d, lag_limit=False),
-                round((strict["rate"] + ceiling) / 2, -2), args, deadline,
-                lo=strict["rate"], hi=ceiling * 1.05)
-            if args.workers > 1:
-                scaled = argparse.Namespace(**{**vars(args), "max_trials": 3})
-                results[f"ours, {args.workers} workers"] = search(
-                    f"ours ×{args.workers}",
-                    lambda r: ours_trial(url, r, d, workers=args.workers),
-                    round(max(strict["rate"], 500.0) * 1.5, -2), scaled, deadline)
-            for name, start in (("k6", 2000), ("locust", 1000)):
-                if available[name]:
-                    peer = Peer(name, url, d, work)
-                    results[name] = search(name, peer.trial, start, args, deadline)
+            yield f"http://127.0.0.1:{port}", work
         finally:
             nginx.send_signal(signal.SIGQUIT)
             try:
                 nginx.wait(10)
             except subprocess.TimeoutExpired:
                 nginx.kill()
+
+
+def run_all(args: argparse.Namespace, available: dict[str, bool]) -> dict[str, dict]:
+    """Start nginx, measure every available generator, stop nginx."""
+    deadline = time.monotonic() + args.budget_s
+    results: dict[str, dict] = {}
+    d = args.trial_s
+    with serving_nginx() as (url, work):
+        for tool in ("wrk", "hey", "ours"):
+            if available.get(tool, True):
+                res = results[f"{tool} flat out"] = (
+                    ours_child(url, 0, d) if tool == "ours" else flat_out(tool, url, d, work))
+                print(f"  {tool:13s} flat out  {res['achieved_per_s']:8.0f}/s  "
+                      f"{res['cpu_us_per_req']:6.1f} µs CPU/req", flush=True)
+        ceiling = results["ours flat out"]["achieved_per_s"]
+        strict = results["ours"] = search(
+            "ours", lambda r: ours_trial(url, r, d), round(ceiling / 8, -2), args, deadline)
+        results["ours, peers' rule"] = search(
+            "ours (rule)", lambda r: ours_trial(url, r, d, lag_limit=False),
+            round((strict["rate"] + ceiling) / 2, -2), args, deadline,
+            lo=strict["rate"], hi=ceiling * 1.05)
+        if args.workers > 1:
+            scaled = argparse.Namespace(**{**vars(args), "max_trials": 3})
+            results[f"ours, {args.workers} workers"] = search(
+                f"ours ×{args.workers}",
+                lambda r: ours_trial(url, r, d, workers=args.workers),
+                round(max(strict["rate"], 500.0) * 1.5, -2), scaled, deadline)
+        for name, start in (("k6", 2000), ("locust", 1000)):
+            if available[name]:
+                peer = Peer(name, url, d, work)
+                results[name] = search(name, peer.trial, start, args, deadline)
     return results
 
 
 def lag_at(args: argparse.Namespace) -> None:
     """Ours at fixed rates, ``--repeats`` trials each: lag p99 and max, no search."""
     rates = [float(r) for r in args.lag_at.split(",")]
-    with tempfile.TemporaryDirectory(prefix="caliper-gencap-") as tmp:
-        work = Path(tmp)
-        write_files(work)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        nginx = start_nginx(work, port)
-        try:
-            print(f"{'rate/s':>8s} {'achieved':>9s} {'lag p99 µs':>11s} {'lag max µs':>11s} "
-                  f"{'sched p99':>10s} {'sched max':>10s}  (lag: sent − intended; sched: "
-                  "dispatched − intended)")
-            for _ in range(args.repeats):
-                for rate in rates:
-                    res = ours_child(url, rate, args.trial_s)
-                    print(f"{rate:8.0f} {res['achieved_per_s']:9.0f} {res['lag_p99_us']:11.0f} "
-                          f"{res['lag_max_us']:11.0f} {res['schedule_lag_p99_us']:10.0f} "
-                          f"{res['schedule_lag_max_us']:10.0f}", flush=True)
-        finally:
-            nginx.send_signal(signal.SIGQUIT)
-            try:
-                nginx.wait(10)
-            except subprocess.TimeoutExpired:
-                nginx.kill()
+    with serving_nginx() as (url, _):
+        print(f"{'rate/s':>8s} {'achieved':>9s} {'lag p99 µs':>11s} {'lag max µs':>11s} "
+              f"{'sched p99':>10s} {'sched max':>10s}  (lag: sent − intended; sched: "
+              "dispatched − intended)")
+        for _ in range(args.repeats):
+            for rate in rates:
+                res = ours_child(url, rate, args.trial_s)
+                print(f"{rate:8.0f} {res['achieved_per_s']:9.0f} {res['lag_p99_us']:11.0f} "
+                      f"{res['lag_max_us']:11.0f} {res['schedule_lag_p99_us']:10.0f} "
+                      f"{res['schedule_lag_max_us']:10.0f}", flush=True)
 
 
 def print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
