@@ -28,7 +28,8 @@ import os
 import socket
 import time
 import urllib.parse
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 
@@ -38,6 +39,8 @@ from modelcaliper.load.transport import Outcome, PreparedRequest, Status
 from modelcaliper.server.timing import parse_server_timing
 
 __all__ = ["HttpTransport", "install_fast_loop"]
+
+T = TypeVar("T")
 
 _PREFIX_CACHE_LIMIT = 4096  # distinct prepared requests remembered (a run reuses a small pool)
 _MESSAGE_LIMIT_CHARS = 200
@@ -118,6 +121,29 @@ def _os_reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> str:
+    """The address ``host`` resolves to, looked up once for the whole pool."""
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise TargetError(f"cannot resolve {host}: {_os_reason(exc)}") from None
+    return str(infos[0][4][0])
+
+
+async def _open_all(connect: Callable[[], Awaitable[T]], count: int,
+                    discard: Callable[[T], None]) -> tuple[list[T], BaseException | None]:
+    """``count`` connections opened at once: all of them, or (after discarding the ones that
+    opened) the first failure."""
+    results = await asyncio.gather(*(connect() for _ in range(count)), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    opened = [r for r in results if not isinstance(r, BaseException)]
+    if failures:
+        for conn in opened:
+            discard(conn)
+        return [], failures[0]
+    return opened, None
+
+
 class HttpTransport:
     """Sends prepared requests over a pool of keep-alive HTTP/1.1 connections to one target."""
 
@@ -154,21 +180,12 @@ class HttpTransport:
         if self._started:
             return
         self._loop = asyncio.get_running_loop()
-        try:
-            infos = await self._loop.getaddrinfo(self._host, self._port,
-                                                 type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise TargetError(f"cannot resolve {self._host}: {_os_reason(exc)}") from None
-        self._connect_host = str(infos[0][4][0])
-        results = await asyncio.gather(*(self._connect() for _ in range(self.connections)),
-                                       return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            for r in results:
-                if isinstance(r, HttpConnection):
-                    r.close()
-            raise TargetError(f"cannot connect to {self.address}: {_os_reason(failures[0])}")
-        self._idle.extend(r for r in results if isinstance(r, HttpConnection))
+        self._connect_host = await _resolve(self._loop, self._host, self._port)
+        opened, failure = await _open_all(self._connect, self.connections,
+                                          HttpConnection.close)
+        if failure is not None:
+            raise TargetError(f"cannot connect to {self.address}: {_os_reason(failure)}")
+        self._idle.extend(opened)
         self._started = True
 
     async def close(self) -> None:

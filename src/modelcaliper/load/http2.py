@@ -21,13 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import socket
 import time
 
 import h2.exceptions
 
 from modelcaliper.errors import TargetError
-from modelcaliper.load.http import _error_message, _header_text, _os_reason, target_setup
+from modelcaliper.load.http import (
+    _error_message,
+    _header_text,
+    _open_all,
+    _os_reason,
+    _resolve,
+    target_setup,
+)
 from modelcaliper.load.http2_conn import H2Connection, H2Stream
 from modelcaliper.load.transport import Outcome, PreparedRequest, Status
 from modelcaliper.server.timing import parse_server_timing
@@ -74,23 +80,14 @@ class Http2Transport:
         if self._started:
             return
         self._loop = asyncio.get_running_loop()
-        try:
-            infos = await self._loop.getaddrinfo(self._host, self._port,
-                                                 type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise TargetError(f"cannot resolve {self._host}: {_os_reason(exc)}") from None
-        self._connect_host = str(infos[0][4][0])
-        results = await asyncio.gather(*(self._connect() for _ in range(self.connections)),
-                                       return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            for r in results:
-                if isinstance(r, H2Connection):
-                    r.abort("closed", "start failed")
+        self._connect_host = await _resolve(self._loop, self._host, self._port)
+        opened, failure = await _open_all(self._connect, self.connections,
+                                          lambda conn: conn.abort("closed", "start failed"))
+        if failure is not None:
             reason = (f"no HTTP/2 settings within {self.connect_timeout_s:g}s"
-                      if isinstance(failures[0], TimeoutError) else _os_reason(failures[0]))
+                      if isinstance(failure, TimeoutError) else _os_reason(failure))
             raise TargetError(f"cannot connect to {self.address} over HTTP/2: {reason}")
-        self._slots = [r for r in results if isinstance(r, H2Connection)]
+        self._slots = list(opened)
         self._started = True
 
     async def close(self) -> None:
