@@ -10,11 +10,11 @@ Memory stays bounded: a chunk keeps at most ``MAX_CHUNKS_IN_FLIGHT`` full sets w
 in the writer, plus the one being filled, and a set comes back for reuse once written. When the
 writer falls behind, the swap waits for a set to come back rather than allocating more.
 
-The writer thread runs under Linux's ``SCHED_IDLE`` policy (else ``WRITER_NICE`` steps
-nicer), so on a core shared with the event loop the loop gets the CPU first and the writer uses
-what is left. The GIL is the other thing they share: numpy and pyarrow release it for most of
-the work, and the recorder keeps text columns as ids of interned strings so that no step of
-the writer holds it for long (converting 65 536 Python strings would hold it for ~3 ms).
+The writer thread runs ``WRITER_NICE`` steps nicer than the loop, so on a core shared with
+the event loop the loop gets most of the CPU while the writer still keeps up. The GIL is the
+other thing they share: numpy and pyarrow release it for most of the work, and the recorder
+keeps text columns as ids of interned strings so that no step of the writer holds it for
+long (converting 65 536 Python strings would hold it for ~3 ms).
 A failure in the writer (a full disk, say) is kept and raised by ``ChunkWriter.join``, at the
 recorder's close; later chunks are then dropped, their sets still recycled, so the run itself
 never blocks on a dead writer.
@@ -148,15 +148,9 @@ class Chunk:
 
 
 def _lower_priority() -> None:
-    """Let the calling thread run only when the rest of the process does not want the CPU:
-    Linux's ``SCHED_IDLE`` policy (per thread; a waking event loop preempts it at once), else
-    ``WRITER_NICE`` steps nicer."""
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            return
-        except OSError:
-            pass
+    """Make the calling thread ``WRITER_NICE`` steps nicer than the rest of the process (Linux:
+    nice is per thread). Not ``SCHED_IDLE``: the driver spins between close sends, so an idle
+    policy would starve the writer until the swap blocked the loop on it."""
     if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
         with contextlib.suppress(OSError):
             tid = threading.get_native_id()
