@@ -231,7 +231,8 @@ def test_bytes_client_predictions_equal_the_runtime_with_timing(
     assert set(phases) == SERVED_PHASES  # no batching here: batch is listed as 0
     assert phases["batch"] == 0.0
     assert phases["recv"] == 0.0  # gRPC hands over the whole message
-    assert phases["total"] >= phases["decode"] + phases["compute"] + phases["encode"]
+    # each phase is sent rounded to 0.001 ms, so allow half of that per phase summed
+    assert phases["total"] >= phases["decode"] + phases["compute"] + phases["encode"] - 0.0015
 
 
 @pytest.mark.interop
