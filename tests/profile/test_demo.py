@@ -12,7 +12,7 @@ pytest.importorskip("tensorflow")
 demo_data = pytest.importorskip("modelcaliper.demo.data")
 demo_model = pytest.importorskip("modelcaliper.demo.model")
 
-SETTINGS = IsolatedSettings(batch_sizes=(25,), predictions=10, warmup=100)
+SETTINGS = IsolatedSettings(batch_sizes=(25,), predictions=60, warmup=100)
 
 
 @pytest.fixture(scope="module")
