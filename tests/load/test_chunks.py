@@ -1,15 +1,17 @@
-"""Chunks folded and written off the event loop: exact, in order, bounded, failures surfaced."""
+"""Chunks folded and written by the writer process: exact, in order, bounded, never waited
+for, failures surfaced."""
 
 from __future__ import annotations
 
-import threading
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from modelcaliper.load.chunks import Chunk, ChunkWriter
 from modelcaliper.load.live import LiveTap
 from modelcaliper.load.records import Recorder, RunStats, read_records
 from modelcaliper.load.transport import Outcome, Status
@@ -107,66 +109,108 @@ def test_the_live_tap_sees_every_row_once_while_chunks_go_to_the_writer() -> Non
 def test_an_unwritable_records_path_fails_before_any_record(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the records folder should be")
-    with pytest.raises(FileExistsError):  # the file is opened up front, before a run starts
+    with pytest.raises(FileExistsError):  # the folder is made up front, before a run starts
         Recorder(path=blocker / "r.parquet", chunk_rows=8)
 
 
-def test_a_writer_failure_is_raised_at_close_and_never_blocks_the_run(tmp_path: Path) -> None:
-    # One chunk in flight at most: were failed chunks not recycled, adding would hang here.
-    recorder = Recorder(path=tmp_path / "r.parquet", chunk_rows=8, max_in_flight=1)
-
-    def disk_full(table_columns: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    recorder._requests.write = disk_full  # type: ignore[method-assign]
-    seeded_stream(recorder, 200)  # adding never raises: the failure is the writer's
-    with pytest.raises(OSError, match="No space left"):
+@pytest.mark.parametrize("background", [True, False])
+def test_a_writer_failure_is_raised_at_close_and_never_blocks_the_run(
+        tmp_path: Path, background: bool) -> None:
+    recorder = Recorder(path=tmp_path / "r.parquet", chunk_rows=8, background=background)
+    (tmp_path / "r.parquet").mkdir()  # the records file cannot be opened: a real failure
+    seeded_stream(recorder, 200)  # 25 chunks; adding never raises: the failure is the writer's
+    with pytest.raises(IsADirectoryError):
         recorder.close()
-    with pytest.raises(OSError, match="No space left"):  # and it stays visible
+    with pytest.raises(IsADirectoryError):  # and it stays visible
         recorder.close()
 
 
-def test_a_swap_waits_for_the_writer_rather_than_growing() -> None:
-    chunk = Chunk(4, ("value",), {}, None, max_in_flight=2)
-    writer = ChunkWriter()
-    gate = threading.Event()
-    written: list[list[int]] = []
+def _writer_pid(recorder: Recorder) -> int:
+    assert recorder._writer is not None
+    return recorder._writer.process.pid
 
-    def fill_and_hand_over(first: int) -> None:
-        for i in range(4):
-            chunk.arrays["value"][i] = first + i
-        chunk.size = 4
-        full, size = chunk.swap()
 
-        def work() -> None:
-            gate.wait()
-            written.append(full["value"][:size].tolist())
+def _mapped_spill_files() -> list[str]:
+    return [line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
+            if ".bin" in line and "caliper-spill-" in line]
 
-        writer.submit(work, lambda: chunk.release(full))
 
-    fill_and_hand_over(0)
-    fill_and_hand_over(4)  # two full chunks in flight, the writer stuck on the first
-    assert chunk.sets_allocated == 3
-    third = threading.Thread(target=fill_and_hand_over, args=(8,))
-    third.start()
-    third.join(timeout=0.5)
-    assert third.is_alive()  # the third swap waits for a set to come back ...
-    assert chunk.sets_allocated == 3  # ... instead of allocating a fourth
-    gate.set()
-    third.join(timeout=30)
-    assert not third.is_alive()
-    writer.join()
-    assert written == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]  # in order
-    assert chunk.sets_allocated == 3
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc")
+def test_a_stopped_writer_never_holds_the_run_back_nor_grows_its_memory(
+        tmp_path: Path) -> None:
+    recorder = Recorder(path=tmp_path / "r.parquet", query_path=tmp_path / "q.parquet",
+                        chunk_rows=32)
+    seeded_stream(recorder, 40)  # the first full chunk starts the writer process
+    os.kill(_writer_pid(recorder), signal.SIGSTOP)  # and now it makes no progress at all
+    try:
+        seeded_stream(recorder, 3000, seed=8)  # 93 more full chunks: adding never waits
+        requests, queries = recorder.chunks()
+        assert requests.files_created > 20  # the chunks wait on disk for the writer ...
+        mapped = _mapped_spill_files()
+        assert len(mapped) <= 2, mapped  # ... while this process maps only the sets it fills
+        assert recorder.requests_recorded == 3040
+    finally:
+        os.kill(_writer_pid(recorder), signal.SIGCONT)
+    stats = recorder.close()
+    assert stats.scheduled == 3040 - 40 - 50  # every measured record folded, in the end
+    assert pq.ParquetFile(tmp_path / "r.parquet").metadata.num_rows == 3040
+    assert pq.ParquetFile(tmp_path / "q.parquet").metadata.num_rows == 10 + 750
+    assert not list(tmp_path.glob(".caliper-spill-*"))  # spill files removed
+
+
+def test_the_writer_process_is_lowest_priority_ignores_ctrl_c_and_exits_at_close(
+        tmp_path: Path) -> None:
+    recorder = Recorder(path=tmp_path / "r.parquet", chunk_rows=16)
+    seeded_stream(recorder, 20)
+    pid = _writer_pid(recorder)
+    if hasattr(os, "SCHED_IDLE"):
+        deadline = time.monotonic() + 30
+        while os.sched_getscheduler(pid) != os.SCHED_IDLE and time.monotonic() < deadline:
+            time.sleep(0.01)  # it lowers itself first thing after starting
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+    os.kill(pid, signal.SIGINT)  # a Ctrl-C reaches the whole process group
+    seeded_stream(recorder, 200, seed=9)
+    stats = recorder.close()
+    assert stats.scheduled == 220 - 20 - 50
+    assert recorder._writer is not None and recorder._writer.process.returncode == 0
+    assert recorder.writer_usage["cpu_s"] > 0 and recorder.writer_usage["peak_rss_mb"] > 0
+
+
+def test_a_writer_killed_mid_run_is_reported_at_close(tmp_path: Path) -> None:
+    recorder = Recorder(path=tmp_path / "r.parquet", chunk_rows=16)
+    seeded_stream(recorder, 20)
+    process = recorder._writer.process  # type: ignore[union-attr]
+    process.kill()
+    process.wait()
+    seeded_stream(recorder, 200, seed=9)  # the run goes on
+    with pytest.raises(RuntimeError, match="writer process ended.*exit code -9"):
+        recorder.close()
+    assert not list(tmp_path.glob(".caliper-spill-*"))
+
+
+def test_the_writer_starts_with_a_records_file_or_else_when_a_chunk_fills(
+        tmp_path: Path) -> None:
+    with_file = Recorder(path=tmp_path / "r.parquet", chunk_rows=1000)
+    assert with_file._writer is not None  # started during set-up, not mid-run
+    seeded_stream(with_file, 400)
+    assert with_file.close().scheduled == 350
+    assert pq.ParquetFile(tmp_path / "r.parquet").metadata.num_rows == 400
+    without = Recorder(chunk_rows=1000)
+    seeded_stream(without, 400)
+    assert without._writer is None  # no file and no full chunk: no process at all
+    assert without.close().scheduled == 350
+    assert without._writer is None
 
 
 def test_memory_stays_at_a_few_chunks_however_many_are_written(tmp_path: Path) -> None:
     recorder = Recorder(path=tmp_path / "r.parquet", chunk_rows=32)
     seeded_stream(recorder, 2000)  # 62 full chunks
     recorder.close()
-    requests, queries = recorder.chunks()
-    assert requests.sets_allocated <= 3 and queries.sets_allocated <= 3
     assert pq.ParquetFile(tmp_path / "r.parquet").metadata.num_rows == 2000
+    inline = Recorder(path=tmp_path / "i.parquet", chunk_rows=32, background=False)
+    seeded_stream(inline, 2000)
+    inline.close()
+    assert pq.ParquetFile(tmp_path / "i.parquet").metadata.num_rows == 2000
 
 
 def test_codes_and_error_kinds_come_back_as_the_texts_recorded(tmp_path: Path) -> None:

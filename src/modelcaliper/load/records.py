@@ -1,13 +1,13 @@
 """Raw per-request records in bounded columnar chunks, and the statistics folded from them.
 
 Every request of a run ends as one record. ``Recorder.add`` writes its fields into numpy
-columns of a fixed chunk size; a full chunk is swapped for a fresh one and handed to a
-background thread (``load.chunks``) that (1) folds it into the run's statistics — histograms
-of the end-to-end latency and of every phase, the per-second interval series, counters and
-byte sums — and (2) appends it to a Parquet file as one row group, in order. The event loop
-never waits for that work unless the writer is ``MAX_CHUNKS_IN_FLIGHT`` chunks behind, so
-memory stays bounded by a few chunks however long the run. The statistics are complete once
-``close()`` has returned; a failure in the writer is raised there.
+columns of a fixed chunk size; a full chunk is handed over whole (``load.chunks``) to be
+(1) folded into the run's statistics — histograms of the end-to-end latency and of every
+phase, the per-second interval series, counters and byte sums — and (2) appended to a
+Parquet file as one row group, in order (``load.sink``). With ``background`` on (the default)
+that work happens in a separate writer process and the event loop never waits for it; memory
+stays at one chunk however long the run. The statistics are complete once ``close()`` has
+returned; a failure of the writer is raised there.
 
 Times are integer nanoseconds from the run's start (``-1`` in memory, null in Parquet, when a
 request never reached that point). Phases, all in the histograms in µs:
@@ -27,7 +27,7 @@ have no latency. Warm-up records are written (``warmup`` = true) but not measure
 
 from __future__ import annotations
 
-import contextlib
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,23 @@ from typing import Any
 
 import numpy as np
 
-from modelcaliper.load.chunks import MAX_CHUNKS_IN_FLIGHT, Arrays, Chunk, ChunkWriter
+from modelcaliper.load.chunks import (
+    Chunk,
+    Layout,
+    WriterProcess,
+    make_spill_dir,
+    remove_spill_dir,
+)
+from modelcaliper.load.sink import (
+    ENDED,
+    QUERY_EXTRA,
+    QUERY_INTS,
+    REQUEST_EXTRA,
+    REQUEST_INTS,
+    REQUEST_NAN_COLUMNS,
+    RecordSink,
+    SinkSettings,
+)
 from modelcaliper.load.transport import Outcome, Status
 from modelcaliper.server.timing import PHASES as SERVER_PHASES
 from modelcaliper.stats.histogram import DEFAULT_LAYOUT, Histogram
@@ -45,7 +61,6 @@ __all__ = [
     "CLIENT_PHASES",
     "DEFAULT_CHUNK_ROWS",
     "ENDED",
-    "MAX_CHUNKS_IN_FLIGHT",
     "MAX_EXAMPLES",
     "SERVER_PHASES",
     "Recorder",
@@ -62,22 +77,11 @@ MAX_EXAMPLES = 3
 CLIENT_PHASES = ("schedule_lag", "client_queue", "send", "wait", "receive", "network")
 """Phases measured by the client, in the order a request goes through them."""
 
-ENDED = (Status.OK, Status.ERROR, Status.TIMEOUT, Status.MODEL_ERROR)
-"""Statuses of requests that ended with an answer or a timeout: the ones with a latency."""
-
 def _intern(ids: dict[str, int], names: list[str], text: str) -> int:
-    """The id of ``text`` in ``ids``/``names``, added when new (the loop thread only adds; the
-    writer reads ``names`` for ids handed to it, which are all there by then)."""
+    """The id of ``text`` in ``ids``/``names``, added when new."""
     ids[text] = len(names)
     names.append(text)
     return ids[text]
-
-
-_STATUS_NAMES = np.array([s.name.lower() for s in Status], dtype=object)
-_INTERVAL_CODE = np.array([0, 1, 2, -1, -1, 1], dtype=np.int64)  # Status → intervals.Outcome
-_TIMES = ("intended_ns", "dispatched_ns", "sent_ns", "written_ns", "first_byte_ns", "done_ns")
-_INTS = ("index", "query", "request_bytes", "response_bytes", *_TIMES)
-_QUERY_TIMES = ("intended_ns", "done_ns")
 
 
 def _histograms() -> dict[str, Histogram]:
@@ -142,57 +146,63 @@ class RunStats:
                     examples.append(message)
 
 
-def _timestamps(values: np.ndarray) -> Any:
-    import pyarrow as pa
-
-    return pa.array(values, type=pa.int64(), mask=values < 0)
-
-
 class Recorder:
-    """Collects one worker's request and query records in bounded chunks; see the module doc."""
+    """Collects one worker's request and query records in bounded chunks; see the module doc.
+
+    ``background=False`` folds and writes each full chunk at once, in the caller's thread
+    (tests, tools); the default hands it to the writer process of ``load.chunks``.
+    """
 
     def __init__(self, *, worker: int = 0, path: str | Path | None = None,
                  query_path: str | Path | None = None,
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS, background: bool = True,
-                 max_in_flight: int = MAX_CHUNKS_IN_FLIGHT) -> None:
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS, background: bool = True) -> None:
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be ≥ 1, got {chunk_rows}")
         self.worker = worker
         self.stats = RunStats()
-        phases = [f"server_{p}_ms" for p in SERVER_PHASES]
-        # code and error_kind are kept as ids of interned texts: the writer turns them into
-        # strings through an Arrow dictionary, without holding the GIL the event loop needs
-        # (converting 65 536 Python strings would hold it for milliseconds).
-        extra = {"status": np.int8, "rows": np.int32, "warmup": np.bool_, "code": np.int32,
-                 "error_kind": np.int32, **{name: np.float32 for name in phases}}
+        self.settings = SinkSettings(worker, Path(path) if path else None,
+                                     Path(query_path) if query_path else None)
+        self.background = background
+        # The writer process's own CPU seconds and peak memory, known after close().
+        self.writer_usage: dict[str, float] = {"cpu_s": 0.0, "peak_rss_mb": 0.0}
+        # code and error_kind are kept as ids of interned texts (no Python string per row).
         self._code_ids: dict[str, int] = {"": 0}
         self._code_names: list[str] = [""]
         self._kind_ids: dict[str, int] = {"": 0}
         self._kind_names: list[str] = [""]
-
-        self._requests = Chunk(chunk_rows, _INTS, extra, Path(path) if path else None,
-                               nan_columns=phases, max_in_flight=max_in_flight)
-        self._queries = Chunk(
-            min(chunk_rows, 16384), ("index", "requests", "ok", *_QUERY_TIMES),
-            {"missed": np.bool_, "warmup": np.bool_}, Path(query_path) if query_path else None,
-            max_in_flight=max_in_flight)
-        self._writer = ChunkWriter(background)
-        self._phase_names = phases
-        self._phase_columns = [self._requests.arrays[name] for name in phases]
+        self._texts_sent = (0, 0)
+        self._layouts = {
+            "requests": Layout(chunk_rows, REQUEST_INTS, REQUEST_EXTRA, REQUEST_NAN_COLUMNS),
+            "queries": Layout(min(chunk_rows, 16384), QUERY_INTS, QUERY_EXTRA),
+        }
+        for file in (self.settings.path, self.settings.query_path):
+            if file is not None:  # an unusable folder fails here, before any load is sent
+                file.parent.mkdir(parents=True, exist_ok=True)
+        self._spill_dir = make_spill_dir(self.settings.path) if background else None
+        # With spill files: the set being filled and one spare, made now rather than mid-run.
+        spare = 2 if background else 0
+        self._requests = Chunk(self._layouts["requests"], "requests", self._spill_dir, spare)
+        self._queries = Chunk(self._layouts["queries"], "queries", self._spill_dir, spare)
+        weakref.finalize(self, remove_spill_dir, self._spill_dir)  # also if never closed
+        self._local: RecordSink | None = None  # folds here: background off, or no writer yet
+        self._writer: WriterProcess | None = None
+        if background and self.settings.path is not None:
+            self._writer = WriterProcess(self.settings, self._layouts)
+        self._phase_names = REQUEST_NAN_COLUMNS
+        self._phase_columns = [self._requests.arrays[name] for name in self._phase_names]
         self._phase_slot = {p: i for i, p in enumerate(SERVER_PHASES)}
         self.closed = False
-        self._requests.prepare(self._request_table(self._requests.view()))
-        self._queries.prepare(self._query_table(self._queries.view()))
+        self._error: BaseException | None = None
 
     @property
     def path(self) -> Path | None:
         """The Parquet file of request records, if any."""
-        return self._requests.path
+        return self.settings.path
 
     @property
     def query_path(self) -> Path | None:
         """The Parquet file of query records, if any."""
-        return self._queries.path
+        return self.settings.query_path
 
     @property
     def requests_recorded(self) -> int:
@@ -205,8 +215,8 @@ class Recorder:
         return self._queries.rows_handed + self._queries.size
 
     def chunks(self) -> tuple[Chunk, Chunk]:
-        """The in-memory request and query chunks (``arrays``, ``size``, ``on_reuse``), for a
-        live reader that slices new rows off them (``load.live``)."""
+        """The request and query chunks being filled (``arrays``, ``size``, ``on_reuse``), for
+        a live reader that slices new rows off them (``load.live``)."""
         return self._requests, self._queries
 
     def add(self, index: int, query: int, intended_ns: int, dispatched_ns: int,
@@ -246,7 +256,9 @@ class Recorder:
             self.stats.note_error(kind, outcome.error_message)
         self._requests.size = i + 1
         if i + 1 == self._requests.chunk_rows:
-            self._flush_requests()
+            del cols
+            self._hand_over(self._requests)
+            self._phase_columns = [self._requests.arrays[name] for name in self._phase_names]
 
     def add_query(self, index: int, intended_ns: int, done_ns: int, requests: int, ok: int,
                   missed: bool, warmup: bool, base_ns: int) -> None:
@@ -262,154 +274,88 @@ class Recorder:
         cols["warmup"][i] = warmup
         self._queries.size = i + 1
         if i + 1 == self._queries.chunk_rows:
-            self._flush_queries()
+            del cols
+            self._hand_over(self._queries)
 
-    # ------------------------------------------------------------------ folding chunks
+    # ------------------------------------------------------------------ full chunks
 
-    # Both flushes run on the caller's thread (the event loop) and only swap arrays; the
-    # folding and writing happen in the writer thread, one chunk after another.
+    def _new_texts(self) -> tuple[list[str], list[str]]:
+        codes, kinds = self._texts_sent
+        self._texts_sent = (len(self._code_names), len(self._kind_names))
+        return self._code_names[codes:], self._kind_names[kinds:]
 
-    def _flush_requests(self) -> None:
-        chunk = self._requests
+    def _fold_here(self, chunk: Chunk) -> None:
+        """Fold and write the chunk's rows in this process (and clear it for reuse)."""
+        if self._local is None:
+            self._local = RecordSink(self.settings)
+        self._local.add_texts(*self._new_texts())
+        if self._error is None:
+            view = Layout.view(chunk.arrays, chunk.size)
+            try:
+                (self._local.requests if chunk.kind == "requests" else self._local.queries)(view)
+            except BaseException as exc:  # noqa: BLE001 - raised at close, like the writer's
+                self._error = exc
+        chunk.restart()
+
+    def _hand_over(self, chunk: Chunk) -> None:
+        """A full (or, at close, the last) chunk goes to be folded and written."""
         if not chunk.size:
             return
-        full, size = chunk.swap()
-        self._phase_columns = [chunk.arrays[name] for name in self._phase_names]
-
-        def work() -> None:
-            view = chunk.view(full, size)
-            self._fold(view)
-            chunk.write(self._request_table(view))
-
-        self._writer.submit(work, lambda: chunk.release(full))
-
-    def _flush_queries(self) -> None:
-        chunk = self._queries
-        if not chunk.size:
+        if not self.background:
+            self._fold_here(chunk)
             return
-        full, size = chunk.swap()
-
-        def work() -> None:
-            view = chunk.view(full, size)
-            measured = ~view["warmup"]
-            stats = self.stats
-            stats.queries += int(measured.sum())
-            stats.queries_ok += int((measured & (view["ok"] == view["requests"])).sum())
-            stats.deadline_misses += int((measured & view["missed"]).sum())
-            latency_us = (view["done_ns"][measured] - view["intended_ns"][measured]) / 1e3
-            stats.histograms["query_latency"].record_many(latency_us)
-            chunk.write(self._query_table(view))
-
-        self._writer.submit(work, lambda: chunk.release(full))
-
-    def _fold(self, v: Arrays) -> None:
-        """Add one chunk's measured records to the statistics, vectorised (writer thread)."""
-        stats, hists = self.stats, self.stats.histograms
-        warm = v["warmup"]
-        stats.warmup_requests += int(warm.sum())
-        m = ~warm
-        status = v["status"].astype(np.int64)
-        stats.status_counts += np.bincount(status[m], minlength=len(Status))
-        intended, dispatched, sent = v["intended_ns"], v["dispatched_ns"], v["sent_ns"]
-        written, first, done = v["written_ns"], v["first_byte_ns"], v["done_ns"]
-        was_sent = m & (sent >= 0)
-        stats.sent += int(was_sent.sum())
-        ended = m & np.isin(status, ENDED) & (done >= 0)
-        ok = m & (status == Status.OK)
-        stats.request_bytes_sum += int(v["request_bytes"][was_sent].sum())
-        stats.response_bytes_sum += int(v["response_bytes"][ok].sum())
-        stats.rows_ok += int(v["rows"][ok].sum())
-        for name, values, mask in (("last_dispatched_ns", dispatched, m),
-                                   ("last_sent_ns", sent, was_sent), ("last_done_ns", done, m)):
-            if mask.any():
-                setattr(stats, name, max(getattr(stats, name), int(values[mask].max())))
-        latency_us = (done - intended) / 1e3
-        hists["latency"].record_many(latency_us[ended])
-        hists["latency_ok"].record_many(latency_us[ok & (done >= 0)])
-
-        def phase(name: str, end: np.ndarray, start: np.ndarray, mask: np.ndarray) -> None:
-            keep = mask & (end >= 0) & (start >= 0)
-            hists[name].record_many((end[keep] - start[keep]) / 1e3)
-
-        phase("schedule_lag", dispatched, intended, m)
-        due = m & (dispatched >= 0) & (intended >= 0)
-        stats.intervals.record_lag_many(intended[due] / 1e9,
-                                        (dispatched[due] - intended[due]) / 1e3)
-        phase("client_queue", sent, dispatched, m)
-        phase("send", written, sent, m)
-        phase("wait", first, written, m)
-        phase("receive", done, first, ended)
-        total_ms = v["server_total_ms"]
-        has_total = ended & (sent >= 0) & ~np.isnan(total_ms)
-        network_us = (done[has_total] - sent[has_total]) / 1e3 - total_ms[has_total] * 1e3
-        hists["network"].record_many(network_us)
-        for name in SERVER_PHASES:
-            values = v[f"server_{name}_ms"]
-            keep = m & ~np.isnan(values)
-            hists[name].record_many(values[keep].astype(np.float64) * 1e3)
-        stats.intervals.record_many(done[ended] / 1e9, latency_us[ended],
-                                    _INTERVAL_CODE[status[ended]])
-
-    def _request_table(self, v: Arrays) -> dict[str, Any]:
-        import pyarrow as pa
-
-        table: dict[str, Any] = {
-            "index": pa.array(v["index"]),
-            "query": pa.array(v["query"], mask=v["query"] < 0),
-            "worker": pa.array(np.full(len(v["index"]), self.worker, np.int16)),
-            "warmup": pa.array(v["warmup"]),
-        }
-        for name in _TIMES:
-            table[name] = _timestamps(v[name])
-        # Through a dictionary: Arrow expands it without the GIL, which the event loop needs.
-        names = pa.array(_STATUS_NAMES.tolist(), type=pa.string())
-        table["status"] = pa.DictionaryArray.from_arrays(pa.array(v["status"]), names).cast(
-            pa.string())
-        for name, texts in (("code", self._code_names), ("error_kind", self._kind_names)):
-            table[name] = pa.DictionaryArray.from_arrays(
-                pa.array(v[name]), pa.array(list(texts), type=pa.string())).cast(pa.string())
-        for name in ("request_bytes", "response_bytes"):
-            table[name] = pa.array(v[name])
-        table["rows"] = pa.array(v["rows"])
-        for phase in SERVER_PHASES:
-            table[f"server_{phase}_ms"] = pa.array(v[f"server_{phase}_ms"])
-        return table
-
-    def _query_table(self, v: Arrays) -> dict[str, Any]:
-        import pyarrow as pa
-
-        return {
-            "index": pa.array(v["index"]),
-            "worker": pa.array(np.full(len(v["index"]), self.worker, np.int16)),
-            "warmup": pa.array(v["warmup"]),
-            "intended_ns": pa.array(v["intended_ns"]),
-            "done_ns": pa.array(v["done_ns"]),
-            "requests": pa.array(v["requests"].astype(np.int32)),
-            "ok": pa.array(v["ok"].astype(np.int32)),
-            "missed": pa.array(v["missed"]),
-        }
+        if self._writer is None:
+            self._writer = WriterProcess(self.settings, self._layouts)
+        for kind, path in self._writer.collect():
+            (self._requests if kind == "requests" else self._queries).give_back([path])
+        path, size = chunk.take_full()
+        self._writer.hand_over(chunk.kind, path, size, *self._new_texts())
 
     def close(self) -> RunStats:
         """Fold and write what is left, wait for the writer, close the files and return the
-        statistics; a failure of the writer thread is raised here."""
-        if not self.closed:
-            self.closed = True
-            self._flush_requests()
-            self._flush_queries()
-            try:
-                self._writer.join()
-            except BaseException:
-                with contextlib.suppress(Exception):  # the writer's own error is the story
-                    self._close_files()
-                raise
-            self._close_files()
-        elif self._writer.error is not None:
-            raise self._writer.error
+        statistics; a failure of the writer is raised here (and on every later call)."""
+        if self.closed:
+            if self._error is not None:
+                raise self._error
+            return self.stats
+        self.closed = True
+        try:
+            if self._writer is None:  # nothing handed over yet: the rest is folded here
+                for chunk in (self._requests, self._queries):
+                    self._fold_here(chunk)
+                sink = self._local if self._local is not None else RecordSink(self.settings)
+                if self._error is None:
+                    try:
+                        sink.close(self._layouts["requests"].empty(),
+                                   self._layouts["queries"].empty())
+                    except BaseException as exc:  # noqa: BLE001 - raised below
+                        self._error = exc
+                folded = sink.stats
+            else:
+                for chunk in (self._requests, self._queries):
+                    self._hand_over(chunk)
+                folded, error, self.writer_usage = self._writer.close()
+                self._error = self._error or error
+        except BaseException as exc:
+            self._error = self._error or exc
+            raise
+        finally:
+            for chunk in (self._requests, self._queries):
+                chunk.arrays, chunk.size = chunk.layout.empty(), 0  # unmaps the spill file
+            self._phase_columns = []
+            remove_spill_dir(self._spill_dir)
+        self.stats.merge(folded)
+        if self._error is not None:
+            raise self._error
         return self.stats
 
-    def _close_files(self) -> None:
-        self._requests.close(lambda: self._request_table(self._requests.view()))
-        self._queries.close(lambda: self._query_table(self._queries.view()))
+    def abandon(self) -> None:
+        """Stop the writer process and remove the spill files without folding (an aborted
+        start-up, say); ``close`` is the normal end."""
+        if self._writer is not None:
+            self._writer.kill()
+        self.closed = True
+        remove_spill_dir(self._spill_dir)
 
 
 def read_records(paths: str | Path | Iterable[str | Path]) -> Any:
