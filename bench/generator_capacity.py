@@ -33,7 +33,8 @@ Prints the table and the ratios ours / k6, ours / Locust, ours / wrk. Peers come
 ``make bench-tools``; a missing one is reported and skipped. The whole run takes about six
 minutes (``--budget-s`` stops starting trials after 420 s).
 
-Run: ``.venv/bin/python bench/generator_capacity.py [--trial-s 5] [--workers 2] [--quick]``;
+Run: ``.venv/bin/python bench/generator_capacity.py [--trial-s 5] [--workers 2] [--quick]
+[--only ours,k6]``;
 ``--lag-at 12000,16000 [--repeats 3]`` only runs ours at those rates and prints each trial's
 lag p99 and max (sent − intended, and the engine's schedule lag, dispatched − intended).
 """
@@ -228,28 +229,34 @@ def run_all(args: argparse.Namespace, available: dict[str, bool]) -> dict[str, d
     deadline = time.monotonic() + args.budget_s
     results: dict[str, dict] = {}
     d = args.trial_s
+    wanted = set(args.only.split(",")) if args.only else None
     with serving_nginx() as (url, work):
         for tool in ("wrk", "hey", "ours"):
+            if wanted is not None and tool != "ours" and tool not in wanted:
+                continue
             if available.get(tool, True):
                 res = results[f"{tool} flat out"] = (
                     ours_child(url, 0, d) if tool == "ours" else flat_out(tool, url, d, work))
                 print(f"  {tool:13s} flat out  {res['achieved_per_s']:8.0f}/s  "
                       f"{res['cpu_us_per_req']:6.1f} µs CPU/req", flush=True)
         ceiling = results["ours flat out"]["achieved_per_s"]
-        strict = results["ours"] = search(
-            "ours", lambda r: ours_trial(url, r, d), round(ceiling / 8, -2), args, deadline)
-        results["ours, peers' rule"] = search(
-            "ours (rule)", lambda r: ours_trial(url, r, d, lag_limit=False),
-            round((strict["rate"] + ceiling) / 2, -2), args, deadline,
-            lo=strict["rate"], hi=ceiling * 1.05)
-        if args.workers > 1:
+        strict: dict = {"rate": 0.0}
+        if wanted is None or "ours" in wanted:
+            strict = results["ours"] = search(
+                "ours", lambda r: ours_trial(url, r, d), round(ceiling / 8, -2), args,
+                deadline)
+            results["ours, peers' rule"] = search(
+                "ours (rule)", lambda r: ours_trial(url, r, d, lag_limit=False),
+                round((strict["rate"] + ceiling) / 2, -2), args, deadline,
+                lo=strict["rate"], hi=ceiling * 1.05)
+        if args.workers > 1 and (wanted is None or "ours" in wanted):
             scaled = argparse.Namespace(**{**vars(args), "max_trials": 3})
             results[f"ours, {args.workers} workers"] = search(
                 f"ours ×{args.workers}",
                 lambda r: ours_trial(url, r, d, workers=args.workers),
                 round(max(strict["rate"], 500.0) * 1.5, -2), scaled, deadline)
         for name, start in (("k6", 2000), ("locust", 1000)):
-            if available[name]:
+            if available[name] and (wanted is None or name in wanted):
                 peer = Peer(name, url, d, work)
                 results[name] = search(name, peer.trial, start, args, deadline)
     return results
@@ -310,6 +317,9 @@ def main() -> int:
                         help="stop bisecting when the bracket is this fraction of the rate")
     parser.add_argument("--workers", type=int, default=2,
                         help="also search ours with this many driver workers (2; 1 = skip)")
+    parser.add_argument("--only", metavar="NAMES",
+                        help="comma-separated subset of ours,k6,locust,wrk,hey to search "
+                             "(ours' flat-out run always happens; default: all)")
     parser.add_argument("--quick", action="store_true",
                         help="2 s trials; ours and wrk only")
     parser.add_argument("--lag-at", metavar="RATES",
