@@ -149,6 +149,33 @@ def test_a_generator_hiccup_is_lag_and_latency_not_hidden() -> None:
     assert "add --workers" in (health.message or "")
 
 
+def test_a_generator_hiccup_is_owned_up_to_even_when_the_target_fails_too() -> None:
+    # A failing target does not excuse late dispatches: they are the generator's own. The
+    # message says both.
+    from modelcaliper.load.health import assess_generator
+
+    spec = LoadSpec(rate_per_s=100, duration_s=1.5)
+    mock = MockTransport(MockBehaviour(error_rate=0.3, client_stall_at_s=0.5,
+                                       client_stall_s=0.3))
+    result, _ = drive(spec, mock)
+    health = assess_generator(result.stats, 1.5, 0.0, result.cpu_s, result.wall_s)
+    assert not health.target_healthy
+    assert health.saturated
+    assert "generator saturated above" in (health.message or "")
+    assert "also failed or timed out" in (health.message or "")
+
+
+def test_a_failing_target_alone_does_not_make_the_generator_saturated() -> None:
+    from modelcaliper.load.health import assess_generator
+
+    spec = LoadSpec(rate_per_s=100, duration_s=1.0)
+    result, _ = drive(spec, MockTransport(MockBehaviour(error_rate=0.5)))
+    health = assess_generator(result.stats, 1.0, 0.0, result.cpu_s, result.wall_s)
+    assert not health.target_healthy
+    assert health.schedule_lag_ms["p99"] <= 1.0
+    assert not health.saturated and health.message is None
+
+
 # --- warm-up and bounds -----------------------------------------------------------------
 
 

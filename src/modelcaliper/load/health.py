@@ -2,10 +2,13 @@
 
 **The generator.** An open-loop generator is only honest while it sends on time. It watches
 its own schedule lag (dispatched − intended) and the rate it achieved against the rate the
-schedule asked for. It calls itself *saturated* when the lag's p99 exceeds 1 ms or it
-dispatched less than 99 % of the offered rate — but only while the target was healthy
-(at most 1 % errors and timeouts), because a failing target's fast errors or slow answers
-are the target's story, not the generator's. Then the advice is to add ``--workers``.
+schedule asked for. It calls itself *saturated* when the lag's p99 exceeds 1 ms — whatever
+the target did: an open-loop generator dispatches on time however slow or failing the target
+is, so late dispatches are its own (an overloaded generator's requests may even time out
+waiting for a connection, which must not pass for the target's failure) — or when it
+dispatched less than 99 % of the offered rate while the target was healthy (at most 1 %
+errors and timeouts). Then the advice is to add ``--workers``; when the target failed too,
+the message says so, since both stories are then in the results.
 
 **The target.** Before any load is sent, ``probe_target`` asks the server for the model's
 metadata over the chosen protocol (TF Serving or v2, REST or gRPC); that proves it is
@@ -88,7 +91,7 @@ def assess_generator(stats: RunStats, window_s: float, warmup_s: float, cpu_s: f
     target_healthy = ended > 0 and failures <= HEALTHY_FAILURE_SHARE * ended
     late = lag_ms["p99"] > LAG_P99_LIMIT_MS
     slow = scheduled > 0 and dispatched_rps < RATE_SHARE_LIMIT * offered_rps
-    saturated = target_healthy and (late or slow)
+    saturated = late or (slow and target_healthy)
     cpu_percent = 100.0 * cpu_s / wall_s if wall_s > 0 else 0.0
     message = None
     if saturated:
@@ -98,6 +101,9 @@ def assess_generator(stats: RunStats, window_s: float, warmup_s: float, cpu_s: f
             # Late while mostly idle: the cores were busy with something else.
             message += (f" (it used only {cpu_percent:.0f}% CPU: other processes are "
                         "competing for this machine's cores)")
+        if not target_healthy and ended:
+            message += (f"; {failures / ended:.0%} of requests also failed or timed out, "
+                        "part of which may be the generator's own lateness")
     return GeneratorHealth(lag_ms, cpu_percent, offered_rps, dispatched_rps, target_healthy,
                            saturated, message)
 
