@@ -202,7 +202,7 @@ def test_the_writer_starts_with_a_records_file_or_else_when_a_chunk_fills(
     assert without._writer is None
 
 
-def test_memory_stays_at_a_few_chunks_however_many_are_written(tmp_path: Path) -> None:
+def test_every_row_of_many_chunks_is_written_by_either_path(tmp_path: Path) -> None:
     recorder = Recorder(path=tmp_path / "r.parquet", chunk_rows=32)
     seeded_stream(recorder, 2000)  # 62 full chunks
     recorder.close()

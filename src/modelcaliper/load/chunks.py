@@ -267,15 +267,6 @@ class WriterProcess:
             self.process.kill()
             self.process.wait()
 
-    def kill(self) -> None:
-        """Stop the process without waiting for its work (the recorder is being abandoned)."""
-        with contextlib.suppress(OSError):
-            self._conn.close()
-        with contextlib.suppress(OSError):
-            self.process.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=10)
-
 
 def make_spill_dir(near: Path | None) -> Path:
     """A new folder for spill files, beside ``near`` (a records file) when given."""

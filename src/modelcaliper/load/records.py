@@ -349,14 +349,6 @@ class Recorder:
             raise self._error
         return self.stats
 
-    def abandon(self) -> None:
-        """Stop the writer process and remove the spill files without folding (an aborted
-        start-up, say); ``close`` is the normal end."""
-        if self._writer is not None:
-            self._writer.kill()
-        self.closed = True
-        remove_spill_dir(self._spill_dir)
-
 
 def read_records(paths: str | Path | Iterable[str | Path]) -> Any:
     """All records of one or more Parquet files (e.g. the workers' parts) as one pyarrow table."""

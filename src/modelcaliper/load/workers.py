@@ -250,14 +250,16 @@ async def _worker_async(conn: Any, worker: int, spec: LoadSpec, offsets_s: np.nd
     transport = factory()
     await transport.start()
     try:
+        # The recorder (and its writer process) is set up before this worker says it is
+        # ready: the start instant is only a quarter second ahead once it is picked.
+        path, query_path = _paths(records_dir, worker)
+        recorder = Recorder(worker=worker, path=path, query_path=query_path)
         conn.send(("ready", None))
         message = await loop.run_in_executor(None, conn.recv)
         if message[0] != "start":
             raise TargetError(f"worker {worker}: told to stop before the start")
         start_ns = time.perf_counter_ns() + (message[1] - time.time_ns())
-        path, query_path = _paths(records_dir, worker)
-        driver = Driver(spec, transport, pool, worker=worker, spin_s=spin_s,
-                        recorder=Recorder(worker=worker, path=path, query_path=query_path))
+        driver = Driver(spec, transport, pool, worker=worker, spin_s=spin_s, recorder=recorder)
 
         def on_message() -> None:
             with contextlib.suppress(EOFError, OSError):
